@@ -1,0 +1,32 @@
+# Third-party dependencies shared by every target. Everything here comes from Debian's archive
+# (scripts/setup.sh) or, on the GPU machine, from its image.
+find_package(Threads REQUIRED)
+find_package(OpenMP REQUIRED)
+find_package(fmt REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(CLI11 QUIET CONFIG)
+
+# CLI11 and xxhash are single headers; TANDEM_EXTRA_INCLUDE lets a machine without their packages
+# point at a copy of the header (the GPU machine).
+set(TANDEM_EXTRA_INCLUDE "" CACHE PATH "Extra include directory searched for xxhash.h / CLI11")
+if(NOT TARGET CLI11::CLI11)
+  find_path(TANDEM_CLI11_INCLUDE CLI/CLI.hpp HINTS ${TANDEM_EXTRA_INCLUDE} REQUIRED)
+  add_library(CLI11::CLI11 INTERFACE IMPORTED)
+  target_include_directories(CLI11::CLI11 INTERFACE ${TANDEM_CLI11_INCLUDE})
+endif()
+find_path(TANDEM_XXHASH_INCLUDE xxhash.h HINTS ${TANDEM_EXTRA_INCLUDE} REQUIRED)
+add_library(tandem_xxhash INTERFACE)
+target_include_directories(tandem_xxhash SYSTEM INTERFACE ${TANDEM_XXHASH_INCLUDE})
+target_compile_definitions(tandem_xxhash INTERFACE XXH_INLINE_ALL)
+
+# BLAS for the CPU backend's matrix products. Without it the backend uses its own blocked GEMM.
+set(BLA_VENDOR OpenBLAS)
+find_package(BLAS QUIET)
+find_path(TANDEM_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas x86_64-linux-gnu/openblas-pthread)
+if(BLAS_FOUND AND TANDEM_CBLAS_INCLUDE)
+  set(TANDEM_HAVE_BLAS ON)
+else()
+  set(TANDEM_HAVE_BLAS OFF)
+endif()
+message(STATUS "tandem: BLAS=${TANDEM_HAVE_BLAS} ${TANDEM_CBLAS_INCLUDE}")

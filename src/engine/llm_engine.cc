@@ -1,0 +1,325 @@
+#include "engine/llm_engine.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <random>
+#include <string>
+
+#include "common/status_macros.h"
+#include "engine/rope.h"
+
+namespace tandem::engine {
+namespace {
+
+Status ValidateSampling(const SamplingParams& p, int vocab) {
+  if (!(p.temperature >= 0.0f)) return InvalidArgumentError("temperature must be >= 0");
+  if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) return InvalidArgumentError("top_p must be in (0, 1]");
+  if (p.top_k < -1) return InvalidArgumentError("top_k must be -1, 0 (off) or positive");
+  if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) return InvalidArgumentError("min_p must be in [0, 1]");
+  if (!(p.repetition_penalty > 0.0f)) {
+    return InvalidArgumentError("repetition_penalty must be > 0");
+  }
+  if (!(p.presence_penalty >= -2.0f && p.presence_penalty <= 2.0f)) {
+    return InvalidArgumentError("presence_penalty must be in [-2, 2]");
+  }
+  if (!(p.frequency_penalty >= -2.0f && p.frequency_penalty <= 2.0f)) {
+    return InvalidArgumentError("frequency_penalty must be in [-2, 2]");
+  }
+  if (p.max_tokens < 1) return InvalidArgumentError("max_tokens must be >= 1");
+  if (p.top_logprobs < 0 || p.top_logprobs > 20) {
+    return InvalidArgumentError("top_logprobs must be in [0, 20]");
+  }
+  for (int32_t t : p.stop_token_ids) {
+    if (t < 0 || t >= vocab) {
+      return InvalidArgumentError("stop token id " + std::to_string(t) +
+                                  " is outside the vocabulary");
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+LlmEngine::LlmEngine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options)
+    : runner_(std::move(runner)),
+      options_(options),
+      max_model_len_(options.max_model_len > 0 ? options.max_model_len
+                                               : MaxModelLen(runner_->config())),
+      identity_(options.model_name + "|" + runner_->config().Identity()),
+      eos_ids_(runner_->config().eos_token_ids),
+      pool_(kvcache::BlockPoolOptions{runner_->num_blocks(), options.enable_prefix_caching}),
+      scheduler_(SchedulerOptions{runner_->kv_layout().block_size, options.max_num_seqs,
+                                  options.max_num_batched_tokens},
+                 &pool_) {
+  blocks_available_ = pool_.num_available();
+  thread_ = std::thread([this] { Loop(); });
+}
+
+StatusOr<std::unique_ptr<LlmEngine>> LlmEngine::Create(std::unique_ptr<ModelRunner> runner,
+                                                       const EngineOptions& options) {
+  if (runner == nullptr) return InvalidArgumentError("no model runner");
+  if (options.max_num_seqs < 1) return InvalidArgumentError("max_num_seqs must be >= 1");
+  if (options.max_num_batched_tokens < 1) {
+    return InvalidArgumentError("max_num_batched_tokens must be >= 1");
+  }
+  if (options.max_model_len < 0) return InvalidArgumentError("max_model_len must be >= 0");
+  auto engine = std::unique_ptr<LlmEngine>(new LlmEngine(std::move(runner), options));
+  spdlog::info("engine started blocks={} block_size={} max_model_len={} prefix_caching={}",
+               engine->runner_->num_blocks(), engine->runner_->kv_layout().block_size,
+               engine->max_model_len_, options.enable_prefix_caching);
+  return engine;
+}
+
+LlmEngine::~LlmEngine() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+int LlmEngine::vocab_size() const { return runner_->config().vocab_size; }
+
+Status LlmEngine::Validate(const GenerateRequest& request) const {
+  const int vocab = vocab_size();
+  if (request.prompt_tokens.empty()) return InvalidArgumentError("the prompt is empty");
+  for (int32_t t : request.prompt_tokens) {
+    if (t < 0 || t >= vocab) {
+      return InvalidArgumentError("prompt token id " + std::to_string(t) +
+                                  " is outside the vocabulary [0, " + std::to_string(vocab) +
+                                  ")");
+    }
+  }
+  TANDEM_RETURN_IF_ERROR(ValidateSampling(request.sampling, vocab));
+  const int64_t total =
+      static_cast<int64_t>(request.prompt_tokens.size()) + request.sampling.max_tokens;
+  if (total > max_model_len_) {
+    return InvalidArgumentError("prompt (" + std::to_string(request.prompt_tokens.size()) +
+                                " tokens) plus max_tokens (" +
+                                std::to_string(request.sampling.max_tokens) +
+                                ") exceeds the model's context of " +
+                                std::to_string(max_model_len_) + " tokens");
+  }
+  if (scheduler_.BlocksFor(total) > runner_->num_blocks()) {
+    return InvalidArgumentError("prompt plus max_tokens needs " +
+                                std::to_string(scheduler_.BlocksFor(total)) +
+                                " KV blocks, more than the pool's " +
+                                std::to_string(runner_->num_blocks()));
+  }
+  return OkStatus();
+}
+
+StatusOr<std::pair<RequestId, std::shared_ptr<OutputStream>>> LlmEngine::Submit(
+    GenerateRequest request) {
+  TANDEM_RETURN_IF_ERROR(Validate(request));
+  auto seq = std::make_unique<Sequence>();
+  seq->stream = std::make_shared<OutputStream>();
+  seq->sampling_seed = request.sampling.seed ? *request.sampling.seed : std::random_device{}();
+  seq->hash_seed = BlockHashSeed(identity_, request.cache_salt);
+  seq->tokens = request.prompt_tokens;
+  seq->num_prompt = static_cast<int>(request.prompt_tokens.size());
+  seq->request = std::move(request);
+  auto stream = seq->stream;
+  RequestId id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return UnavailableError("the engine is stopping");
+    id = RequestId(next_id_++);
+    seq->id = id;
+    inbox_.push_back(std::move(seq));
+  }
+  cv_.notify_one();
+  return std::make_pair(id, std::move(stream));
+}
+
+void LlmEngine::Cancel(RequestId id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancels_.push_back(id);
+  }
+  cv_.notify_one();
+}
+
+EngineStats LlmEngine::stats() const {
+  EngineStats s;
+  s.steps = steps_;
+  s.preemptions = preemptions_;
+  s.prompt_tokens = prompt_tokens_;
+  s.cached_prompt_tokens = cached_prompt_tokens_;
+  s.generated_tokens = generated_tokens_;
+  s.blocks_total = runner_->num_blocks();
+  s.blocks_available = blocks_available_;
+  s.running = running_;
+  s.waiting = waiting_;
+  return s;
+}
+
+void LlmEngine::Loop() {
+  while (true) {
+    std::vector<std::unique_ptr<Sequence>> arrived;
+    std::vector<RequestId> cancels;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] {
+        return stop_ || !inbox_.empty() || !cancels_.empty() || !scheduler_.empty();
+      });
+      if (stop_) break;
+      arrived.swap(inbox_);
+      cancels.swap(cancels_);
+    }
+    for (auto& seq : arrived) {
+      prompt_tokens_ += seq->num_prompt;
+      scheduler_.Add(std::move(seq));
+    }
+    for (RequestId id : cancels) {
+      if (auto seq = scheduler_.Remove(id)) {
+        RequestOutput out;
+        out.finished = true;
+        out.finish_reason = FinishReason::kCancelled;
+        out.prompt_tokens = seq->num_prompt;
+        out.cached_prompt_tokens = seq->cached_prompt_tokens;
+        seq->stream->Push(std::move(out));
+      }
+    }
+    if (!scheduler_.empty()) Step();
+    blocks_available_ = pool_.num_available();
+    running_ = scheduler_.num_running();
+    waiting_ = scheduler_.num_waiting();
+  }
+  // Shutting down: every request still held ends as cancelled.
+  std::vector<std::unique_ptr<Sequence>> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    left.swap(inbox_);
+  }
+  for (auto& seq : scheduler_.RemoveAll()) left.push_back(std::move(seq));
+  for (auto& seq : left) {
+    RequestOutput out;
+    out.finished = true;
+    out.finish_reason = FinishReason::kCancelled;
+    out.prompt_tokens = seq->num_prompt;
+    seq->stream->Push(std::move(out));
+  }
+}
+
+void LlmEngine::Finish(Sequence* seq, FinishReason reason, Status error) {
+  RequestOutput out;
+  out.finished = true;
+  out.finish_reason = reason;
+  out.error = std::move(error);
+  out.prompt_tokens = seq->num_prompt;
+  out.cached_prompt_tokens = seq->cached_prompt_tokens;
+  std::unique_ptr<Sequence> owned = scheduler_.Remove(seq->id);
+  owned->stream->Push(std::move(out));
+}
+
+void LlmEngine::Step() {
+  SchedulerOutput plan = scheduler_.Schedule();
+  preemptions_ += plan.num_preempted;
+  if (plan.scheduled.empty()) {
+    // Nothing runs and the head of the queue still does not fit: it never will.
+    if (Sequence* seq = scheduler_.Stuck()) {
+      Finish(seq, FinishReason::kError,
+             ResourceExhaustedError("request does not fit in the KV block pool"));
+    }
+    return;
+  }
+
+  std::vector<SequenceStep> steps(plan.scheduled.size());
+  for (size_t i = 0; i < plan.scheduled.size(); ++i) {
+    const ScheduledSequence& s = plan.scheduled[i];
+    Sequence* seq = s.seq;
+    SequenceStep& step = steps[i];
+    step.tokens = std::span<const int32_t>(seq->tokens).subspan(seq->num_computed, s.num_tokens);
+    step.start_pos = seq->num_computed;
+    step.block_table = seq->blocks;
+    step.sample = seq->num_computed + s.num_tokens == static_cast<int>(seq->tokens.size());
+    step.logits_from = s.num_tokens;
+    if (seq->request.prompt_logits == PromptLogits::kAll &&
+        seq->prompt_logits_rows < seq->num_prompt) {
+      step.logits_from = std::max(0, seq->prompt_logits_rows - seq->num_computed);
+    } else if (seq->request.prompt_logits == PromptLogits::kLast && step.sample &&
+               seq->num_output() == 0) {
+      step.logits_from = s.num_tokens - 1;
+    }
+    step.sampling.params = &seq->request.sampling;
+    step.sampling.prompt_tokens = std::span<const int32_t>(seq->tokens).first(seq->num_prompt);
+    step.sampling.output_tokens = std::span<const int32_t>(seq->tokens).subspan(seq->num_prompt);
+    step.sampling.seed = seq->sampling_seed;
+  }
+
+  std::vector<SequenceResult> results;
+  Status status = runner_->Execute(steps, &results);
+  ++steps_;
+  if (!status.ok()) {
+    spdlog::error("engine step failed error=\"{}\" sequences={}", status.ToString(),
+                  plan.scheduled.size());
+    for (const ScheduledSequence& s : plan.scheduled) Finish(s.seq, FinishReason::kError, status);
+    return;
+  }
+  scheduler_.OnStepDone(plan);
+  for (size_t i = 0; i < plan.scheduled.size(); ++i) {
+    Postprocess(plan.scheduled[i], results[i]);
+  }
+}
+
+bool LlmEngine::Postprocess(const ScheduledSequence& s, SequenceResult& result) {
+  Sequence* seq = s.seq;
+  const int vocab = vocab_size();
+  if (!result.logits.empty()) {
+    // Rows for positions [end - rows, end); keep those that are prompt positions not yet sent.
+    const int rows = static_cast<int>(result.logits.size()) / vocab;
+    const int end = seq->num_computed;
+    for (int r = 0; r < rows; ++r) {
+      const int pos = end - rows + r;
+      const bool wanted = seq->request.prompt_logits == PromptLogits::kLast
+                              ? pos == seq->num_prompt - 1
+                              : pos == seq->prompt_logits_rows && pos < seq->num_prompt;
+      if (!wanted) continue;
+      seq->prompt_logits.insert(seq->prompt_logits.end(), result.logits.begin() + r * vocab,
+                                result.logits.begin() + (r + 1) * vocab);
+      seq->prompt_logits_rows = pos + 1;
+    }
+  }
+  if (seq->num_computed != static_cast<int>(seq->tokens.size())) return false;  // Mid-prefill.
+
+  const GeneratedToken& tok = result.sampled;
+  seq->tokens.push_back(tok.token);
+  ++generated_tokens_;
+  if (seq->num_output() == 1) cached_prompt_tokens_ += seq->cached_prompt_tokens;
+
+  const SamplingParams& p = seq->request.sampling;
+  FinishReason reason = FinishReason::kNone;
+  if (!p.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), tok.token) != eos_ids_.end()) {
+    reason = FinishReason::kStop;
+  } else if (std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), tok.token) !=
+             p.stop_token_ids.end()) {
+    reason = FinishReason::kStop;
+  } else if (seq->num_output() >= p.max_tokens ||
+             static_cast<int64_t>(seq->tokens.size()) >= max_model_len_) {
+    reason = FinishReason::kLength;
+  }
+
+  RequestOutput out;
+  out.tokens.push_back(tok);
+  if (seq->num_output() == 1) {
+    out.logits_rows = static_cast<int>(seq->prompt_logits.size()) / vocab;
+    out.logits = std::move(seq->prompt_logits);
+    seq->prompt_logits.clear();
+  }
+  out.prompt_tokens = seq->num_prompt;
+  out.cached_prompt_tokens = seq->cached_prompt_tokens;
+  if (reason == FinishReason::kNone) {
+    seq->stream->Push(std::move(out));
+    return false;
+  }
+  out.finished = true;
+  out.finish_reason = reason;
+  std::unique_ptr<Sequence> owned = scheduler_.Remove(seq->id);
+  owned->stream->Push(std::move(out));
+  return true;
+}
+
+}  // namespace tandem::engine

@@ -1,0 +1,96 @@
+// The engine: one thread that owns the model runner, the block pool and the scheduler, and runs
+// steps while there is work (llama.cpp's server loop). Callers talk to it through Submit/Cancel
+// (an inbox under a mutex) and read per-request OutputStreams.
+//
+// Thread safety: the public methods are thread-safe.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/model_runner.h"
+#include "engine/scheduler.h"
+#include "kvcache/block_pool.h"
+#include "tandem/engine.h"
+
+namespace tandem::engine {
+
+struct EngineOptions {
+  int max_num_seqs = 64;              // Sequences running at once.
+  int max_num_batched_tokens = 2048;  // Tokens per step; longer prompts are prefilled in chunks.
+  bool enable_prefix_caching = true;  // Reuse full prompt blocks found by chained hash.
+  int64_t max_model_len = 0;          // Longest prompt + output; 0 takes the model's.
+  std::string model_name;             // Mixed into the block hash seed with the config identity.
+};
+
+// Counters, readable from any thread.
+struct EngineStats {
+  int64_t steps = 0;
+  int64_t preemptions = 0;
+  int64_t prompt_tokens = 0;
+  int64_t cached_prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+  int blocks_total = 0;
+  int blocks_available = 0;
+  int running = 0;
+  int waiting = 0;
+};
+
+class LlmEngine final : public Engine {
+ public:
+  static StatusOr<std::unique_ptr<LlmEngine>> Create(std::unique_ptr<ModelRunner> runner,
+                                                     const EngineOptions& options);
+  // Stops the engine thread; requests still in flight end with FinishReason::kCancelled.
+  ~LlmEngine() override;
+  LlmEngine(const LlmEngine&) = delete;
+  LlmEngine& operator=(const LlmEngine&) = delete;
+
+  StatusOr<std::pair<RequestId, std::shared_ptr<OutputStream>>> Submit(
+      GenerateRequest request) override;
+  void Cancel(RequestId id) override;
+  int vocab_size() const override;
+  int max_model_len() const override { return static_cast<int>(max_model_len_); }
+
+  EngineStats stats() const;
+  const model::ModelConfig& config() const { return runner_->config(); }
+
+ private:
+  LlmEngine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options);
+  Status Validate(const GenerateRequest& request) const;
+  void Loop();
+  void Step();
+  void Finish(Sequence* seq, FinishReason reason, Status error = OkStatus());
+  // Handles one scheduled sequence's step result; returns true when it finished.
+  bool Postprocess(const ScheduledSequence& s, SequenceResult& result);
+
+  std::unique_ptr<ModelRunner> runner_;
+  EngineOptions options_;
+  int64_t max_model_len_;
+  std::string identity_;
+  std::vector<int32_t> eos_ids_;
+
+  // Engine-thread state.
+  kvcache::BlockPool pool_;
+  Scheduler scheduler_;
+
+  // Inbox, shared with callers.
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<Sequence>> inbox_;
+  std::vector<RequestId> cancels_;
+  bool stop_ = false;
+  uint64_t next_id_ = 1;
+
+  std::atomic<int64_t> steps_{0}, preemptions_{0}, prompt_tokens_{0}, cached_prompt_tokens_{0},
+      generated_tokens_{0};
+  std::atomic<int> blocks_available_{0}, running_{0}, waiting_{0};
+
+  std::thread thread_;  // Last: starts after every member it uses is built.
+};
+
+}  // namespace tandem::engine

@@ -1,0 +1,59 @@
+// The model-execution interface every backend implements (cpu now, cuda next). The scheduler
+// decides what runs; a ModelRunner runs one step of it: for each sequence in the batch, it
+// appends the KV of the step's tokens to the sequence's blocks, and returns logits and a sampled
+// token where asked.
+//
+// Thread safety: not thread-safe; called only from the engine thread.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "model/model_config.h"
+#include "tandem/engine.h"
+#include "tandem/ids.h"
+#include "tandem/kv_layout.h"
+#include "tandem/status.h"
+
+namespace tandem::engine {
+
+// One sequence's share of a step.
+struct SequenceStep {
+  // The tokens to run now: a prefill chunk, or the one token of a decode step.
+  std::span<const int32_t> tokens;
+  // Position of tokens[0]: the number of tokens whose KV is already in the blocks.
+  int64_t start_pos = 0;
+  // Blocks covering positions [0, start_pos + tokens.size()), in order.
+  std::span<const BlockId> block_table;
+  // Return logits rows for tokens[logits_from..]; tokens.size() returns none.
+  int logits_from = 0;
+  // Sample a token from the last token's logits with this context.
+  bool sample = false;
+  SamplingContext sampling;
+};
+
+struct SequenceResult {
+  // Raw logits, row-major [tokens.size() - logits_from][vocab].
+  std::vector<float> logits;
+  // The sampled token, when SequenceStep::sample.
+  GeneratedToken sampled;
+};
+
+class ModelRunner {
+ public:
+  virtual ~ModelRunner() = default;
+
+  virtual const model::ModelConfig& config() const = 0;
+  virtual const KvLayout& kv_layout() const = 0;
+  // Blocks of KV memory this runner owns; BlockIds index them.
+  virtual int num_blocks() const = 0;
+
+  // Runs one step. `results` is resized to batch.size(). A failure leaves the KV of the step's
+  // tokens unspecified (the caller fails or recomputes those sequences).
+  virtual Status Execute(std::span<const SequenceStep> batch,
+                         std::vector<SequenceResult>* results) = 0;
+};
+
+}  // namespace tandem::engine

@@ -1,0 +1,158 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+
+#include "common/status_macros.h"
+
+namespace tandem::engine {
+
+Scheduler::Scheduler(SchedulerOptions options, kvcache::BlockPool* pool)
+    : options_(options), pool_(pool) {}
+
+int Scheduler::BlocksFor(int64_t tokens) const {
+  return static_cast<int>((tokens + options_.block_size - 1) / options_.block_size);
+}
+
+void Scheduler::Add(std::unique_ptr<Sequence> seq) { waiting_.push_back(std::move(seq)); }
+
+void Scheduler::ReleaseBlocks(Sequence* seq) {
+  pool_->Release(seq->blocks);
+  seq->blocks.clear();
+  seq->num_computed = 0;
+  seq->num_registered = 0;
+}
+
+void Scheduler::Preempt(Sequence* seq) {
+  ReleaseBlocks(seq);
+  auto it = std::find_if(running_.begin(), running_.end(),
+                         [&](const auto& s) { return s.get() == seq; });
+  TANDEM_CHECK(it != running_.end());
+  waiting_.push_front(std::move(*it));
+  running_.erase(it);
+}
+
+void Scheduler::ExtendHashes(Sequence* seq, int full_blocks) const {
+  const int bs = options_.block_size;
+  while (static_cast<int>(seq->hashes.size()) < full_blocks) {
+    const size_t b = seq->hashes.size();
+    const std::optional<BlockHash> parent =
+        b == 0 ? std::nullopt : std::optional<BlockHash>(seq->hashes.back());
+    seq->hashes.push_back(HashBlock(
+        parent, std::span<const int32_t>(seq->tokens).subspan(b * bs, bs), seq->hash_seed));
+  }
+}
+
+void Scheduler::MatchCachedPrefix(Sequence* seq) {
+  // A request that wants every prompt position's logits must compute them all.
+  if (seq->request.prompt_logits == PromptLogits::kAll) return;
+  // At least the last token must run, to produce the logits the next token is sampled from.
+  const int max_blocks = (static_cast<int>(seq->tokens.size()) - 1) / options_.block_size;
+  ExtendHashes(seq, max_blocks);
+  seq->blocks = pool_->MatchPrefix(std::span<const BlockHash>(seq->hashes).first(max_blocks));
+  seq->num_registered = static_cast<int>(seq->blocks.size());
+  seq->num_computed = seq->num_registered * options_.block_size;
+}
+
+SchedulerOutput Scheduler::Schedule() {
+  SchedulerOutput out;
+  int budget = options_.max_num_batched_tokens;
+
+  for (size_t i = 0; i < running_.size() && budget > 0;) {
+    Sequence* seq = running_[i].get();
+    const int n = std::min(seq->num_pending(), budget);
+    const int needed = BlocksFor(seq->num_computed + n) - static_cast<int>(seq->blocks.size());
+    bool self_preempted = false;
+    while (needed > pool_->num_available()) {
+      Sequence* victim = running_.back().get();
+      Preempt(victim);
+      ++out.num_preempted;
+      if (victim == seq) {
+        self_preempted = true;
+        break;
+      }
+    }
+    if (self_preempted) break;
+    if (needed > 0) {
+      auto blocks = pool_->Allocate(needed);
+      TANDEM_CHECK(blocks.ok());
+      seq->blocks.insert(seq->blocks.end(), blocks->begin(), blocks->end());
+    }
+    out.scheduled.push_back({seq, n});
+    budget -= n;
+    ++i;
+  }
+
+  // Admit nothing new in a step that had to preempt: blocks are short.
+  while (out.num_preempted == 0 && !waiting_.empty() && budget > 0 &&
+         static_cast<int>(running_.size()) < options_.max_num_seqs) {
+    Sequence* seq = waiting_.front().get();
+    if (seq->blocks.empty()) MatchCachedPrefix(seq);
+    const int n = std::min(seq->num_pending(), budget);
+    const int needed = BlocksFor(seq->num_computed + n) - static_cast<int>(seq->blocks.size());
+    if (needed > pool_->num_available()) {
+      ReleaseBlocks(seq);
+      break;
+    }
+    if (needed > 0) {
+      auto blocks = pool_->Allocate(needed);
+      TANDEM_CHECK(blocks.ok());
+      seq->blocks.insert(seq->blocks.end(), blocks->begin(), blocks->end());
+    }
+    if (!seq->admitted_once) {
+      seq->admitted_once = true;
+      seq->cached_prompt_tokens = std::min(seq->num_computed, seq->num_prompt);
+    }
+    out.scheduled.push_back({seq, n});
+    budget -= n;
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+  return out;
+}
+
+void Scheduler::OnStepDone(const SchedulerOutput& output) {
+  for (const ScheduledSequence& s : output.scheduled) {
+    Sequence* seq = s.seq;
+    seq->num_computed += s.num_tokens;
+    const int full = seq->num_computed / options_.block_size;
+    ExtendHashes(seq, full);
+    for (int b = seq->num_registered; b < full; ++b) pool_->Register(seq->blocks[b], seq->hashes[b]);
+    seq->num_registered = std::max(seq->num_registered, full);
+  }
+}
+
+std::unique_ptr<Sequence> Scheduler::Remove(RequestId id) {
+  auto take = [&](auto& container) -> std::unique_ptr<Sequence> {
+    auto it = std::find_if(container.begin(), container.end(),
+                           [&](const auto& s) { return s->id == id; });
+    if (it == container.end()) return nullptr;
+    std::unique_ptr<Sequence> seq = std::move(*it);
+    container.erase(it);
+    ReleaseBlocks(seq.get());
+    return seq;
+  };
+  if (auto seq = take(running_)) return seq;
+  return take(waiting_);
+}
+
+std::vector<std::unique_ptr<Sequence>> Scheduler::RemoveAll() {
+  std::vector<std::unique_ptr<Sequence>> all;
+  for (auto& seq : running_) {
+    ReleaseBlocks(seq.get());
+    all.push_back(std::move(seq));
+  }
+  for (auto& seq : waiting_) {
+    ReleaseBlocks(seq.get());
+    all.push_back(std::move(seq));
+  }
+  running_.clear();
+  waiting_.clear();
+  return all;
+}
+
+Sequence* Scheduler::Stuck() const {
+  if (!running_.empty() || waiting_.empty()) return nullptr;
+  return waiting_.front().get();
+}
+
+}  // namespace tandem::engine

@@ -1,0 +1,77 @@
+// Continuous batching: which sequences run in the next step and how many tokens each.
+//
+// Each step first gives every running sequence its next tokens (one to decode, or the next chunk
+// of a prefill), then admits waiting sequences while the token budget, the sequence limit and the
+// free blocks allow. A waiting sequence first reuses the longest prefix of its full blocks found
+// in the pool's prefix index. When a running sequence needs a block and none is free, the most
+// recently admitted sequence is preempted: its blocks are released and it waits at the head of
+// the queue, to be recomputed (mostly from the prefix cache) when blocks come back.
+//
+// Thread safety: not thread-safe; owned by the engine thread.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "engine/sequence.h"
+#include "kvcache/block_pool.h"
+
+namespace tandem::engine {
+
+struct SchedulerOptions {
+  int block_size = 16;                // Tokens per KV block.
+  int max_num_seqs = 64;              // Sequences running at once.
+  int max_num_batched_tokens = 2048;  // Tokens per step (prefill chunks plus decodes).
+};
+
+struct ScheduledSequence {
+  Sequence* seq = nullptr;
+  int num_tokens = 0;  // Tokens of seq->tokens from seq->num_computed to run this step.
+};
+
+struct SchedulerOutput {
+  std::vector<ScheduledSequence> scheduled;
+  int num_preempted = 0;
+};
+
+class Scheduler {
+ public:
+  // `pool` must outlive the scheduler.
+  Scheduler(SchedulerOptions options, kvcache::BlockPool* pool);
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  void Add(std::unique_ptr<Sequence> seq);
+  SchedulerOutput Schedule();
+  // Records that the scheduled tokens ran: advances num_computed and publishes newly full blocks
+  // in the prefix index.
+  void OnStepDone(const SchedulerOutput& output);
+  // Takes a sequence out (running or waiting), releasing its blocks. nullptr if unknown.
+  std::unique_ptr<Sequence> Remove(RequestId id);
+
+  // Takes every sequence out, releasing their blocks (shutdown).
+  std::vector<std::unique_ptr<Sequence>> RemoveAll();
+
+  // The waiting head when nothing runs and it still cannot be scheduled (it can never fit).
+  Sequence* Stuck() const;
+
+  bool empty() const { return running_.empty() && waiting_.empty(); }
+  int num_running() const { return static_cast<int>(running_.size()); }
+  int num_waiting() const { return static_cast<int>(waiting_.size()); }
+  int BlocksFor(int64_t tokens) const;
+
+ private:
+  void Preempt(Sequence* seq);
+  void ReleaseBlocks(Sequence* seq);
+  // Hashes of seq's first `full_blocks` blocks, computed on demand.
+  void ExtendHashes(Sequence* seq, int full_blocks) const;
+  void MatchCachedPrefix(Sequence* seq);
+
+  SchedulerOptions options_;
+  kvcache::BlockPool* pool_;
+  std::vector<std::unique_ptr<Sequence>> running_;  // In admission order.
+  std::deque<std::unique_ptr<Sequence>> waiting_;
+};
+
+}  // namespace tandem::engine
