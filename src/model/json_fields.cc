@@ -26,7 +26,8 @@ class ErrorLocator : public json::json_sax_t {
   bool end_object() override { return true; }
   bool start_array(std::size_t) override { return true; }
   bool end_array() override { return true; }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& ex) override {
+  bool parse_error(std::size_t, const std::string&,
+                   const nlohmann::detail::exception& ex) override {
     message_ = ex.what();
     return false;
   }
@@ -83,8 +84,7 @@ StatusOr<json> ParseJsonObject(std::string_view text, std::string_view source) {
     json::sax_parse(text, &locator, json::input_format_t::json, /*strict=*/true);
     std::string detail = StripExceptionTag(locator.message());
     if (detail.empty()) detail = "syntax error";
-    return InvalidArgumentError(std::string(source) + ": malformed JSON: " +
-                                OneLine(detail, 200));
+    return InvalidArgumentError(std::string(source) + ": malformed JSON: " + OneLine(detail, 200));
   }
   if (!value.is_object()) {
     return InvalidArgumentError(std::string(source) + ": top level must be a JSON object, got " +
@@ -149,9 +149,7 @@ bool JsonFields::Contains(std::string_view key) const {
   return object_.is_object() && object_.find(key) != object_.end();
 }
 
-std::string JsonFields::FieldName(std::string_view key) const {
-  return prefix_ + std::string(key);
-}
+std::string JsonFields::FieldName(std::string_view key) const { return prefix_ + std::string(key); }
 
 Status JsonFields::Error(std::string_view key, std::string_view what) const {
   return InvalidArgumentError(source_ + ": field '" + FieldName(key) + "' " + std::string(what));
@@ -159,8 +157,8 @@ Status JsonFields::Error(std::string_view key, std::string_view what) const {
 
 Status JsonFields::TypeError(std::string_view key, std::string_view expected,
                              const json& got) const {
-  return Error(key, "must be " + std::string(expected) + ", got " +
-                        std::string(JsonTypeName(got)) + " " + QuoteJsonForMessage(got));
+  return Error(key, "must be " + std::string(expected) + ", got " + std::string(JsonTypeName(got)) +
+                        " " + QuoteJsonForMessage(got));
 }
 
 StatusOr<std::optional<int64_t>> JsonFields::OptionalInt(std::string_view key) const {
@@ -242,8 +240,8 @@ StatusOr<std::vector<int32_t>> JsonFields::TokenIds(std::string_view key) const 
     }
     if (item.is_number_unsigned() ? item.get<uint64_t>() > INT32_MAX
                                   : (item.get<int64_t>() < 0 || item.get<int64_t>() > INT32_MAX)) {
-      return Error(key, "holds token id " + QuoteJsonForMessage(item) +
-                            ", which is not in [0, 2^31 - 1]");
+      return Error(
+          key, "holds token id " + QuoteJsonForMessage(item) + ", which is not in [0, 2^31 - 1]");
     }
     return static_cast<int32_t>(item.get<int64_t>());
   };

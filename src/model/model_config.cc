@@ -59,8 +59,7 @@ Status ParseBiases(const JsonFields& top, ModelConfig* config) {
     return OkStatus();
   }
   if (config->model_type == "llama") {
-    TANDEM_ASSIGN_OR_RETURN(std::optional<bool> attention_bias,
-                            top.OptionalBool("attention_bias"));
+    TANDEM_ASSIGN_OR_RETURN(std::optional<bool> attention_bias, top.OptionalBool("attention_bias"));
     TANDEM_ASSIGN_OR_RETURN(std::optional<bool> mlp_bias, top.OptionalBool("mlp_bias"));
     config->attention_bias = attention_bias.value_or(false);
     config->o_proj_bias = config->attention_bias;
@@ -106,9 +105,8 @@ Status ParseQwen2SlidingWindow(const JsonFields& top, ModelConfig* config) {
     TANDEM_ASSIGN_OR_RETURN(std::optional<int64_t> max_window_layers,
                             top.OptionalInt("max_window_layers"));
     const int64_t first_sliding = max_window_layers.value_or(28);
-    sliding_layers = static_cast<int>(
-        std::clamp<int64_t>(static_cast<int64_t>(layers) - std::max<int64_t>(first_sliding, 0), 0,
-                            layers));
+    sliding_layers = static_cast<int>(std::clamp<int64_t>(
+        static_cast<int64_t>(layers) - std::max<int64_t>(first_sliding, 0), 0, layers));
   }
   if (sliding_layers == 0) return OkStatus();
   if (sliding_layers != layers) {
@@ -178,10 +176,9 @@ StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_v
                           top.OptionalPositiveInt("num_key_value_heads"));
   config.num_key_value_heads = kv_heads.value_or(config.num_attention_heads);
   if (config.num_attention_heads % config.num_key_value_heads != 0) {
-    return top.Error("num_key_value_heads",
-                     "(" + std::to_string(config.num_key_value_heads) +
-                         ") must divide num_attention_heads (" +
-                         std::to_string(config.num_attention_heads) + ")");
+    return top.Error("num_key_value_heads", "(" + std::to_string(config.num_key_value_heads) +
+                                                ") must divide num_attention_heads (" +
+                                                std::to_string(config.num_attention_heads) + ")");
   }
   TANDEM_ASSIGN_OR_RETURN(std::optional<int> head_dim, top.OptionalPositiveInt("head_dim"));
   if (head_dim.has_value()) {
@@ -197,12 +194,11 @@ StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_v
 
   TANDEM_ASSIGN_OR_RETURN(std::optional<int64_t> max_positions,
                           top.OptionalInt("max_position_embeddings"));
-  config.max_position_embeddings =
-      max_positions.value_or(traits->default_max_position_embeddings);
+  config.max_position_embeddings = max_positions.value_or(traits->default_max_position_embeddings);
   if (config.max_position_embeddings <= 0) {
-    return top.Error("max_position_embeddings",
-                     "must be a positive integer (got " +
-                         std::to_string(config.max_position_embeddings) + ")");
+    return top.Error(
+        "max_position_embeddings",
+        "must be a positive integer (got " + std::to_string(config.max_position_embeddings) + ")");
   }
 
   TANDEM_ASSIGN_OR_RETURN(std::optional<double> eps, top.OptionalDouble("rms_norm_eps"));
@@ -311,10 +307,9 @@ Status ModelConfig::Validate() const {
   TANDEM_RETURN_IF_ERROR(Positive(head_dim, "head_dim"));
   TANDEM_RETURN_IF_ERROR(Positive(max_position_embeddings, "max_position_embeddings"));
   if (num_attention_heads % num_key_value_heads != 0) {
-    return InvalidArgumentError("field 'num_key_value_heads' (" +
-                                std::to_string(num_key_value_heads) +
-                                ") must divide num_attention_heads (" +
-                                std::to_string(num_attention_heads) + ")");
+    return InvalidArgumentError(
+        "field 'num_key_value_heads' (" + std::to_string(num_key_value_heads) +
+        ") must divide num_attention_heads (" + std::to_string(num_attention_heads) + ")");
   }
   // Rotary embeddings rotate pairs of dimensions.
   if (head_dim % 2 != 0) {
@@ -368,8 +363,9 @@ std::string ModelConfig::Identity() const {
   AppendField(&out, "head_dim", std::to_string(head_dim));
   AppendField(&out, "max_pos", std::to_string(max_position_embeddings));
   AppendField(&out, "eps", FormatDouble(rms_norm_eps));
-  AppendField(&out, "bias", std::string(attention_bias ? "qkv" : "") + (o_proj_bias ? "o" : "") +
-                                (mlp_bias ? "mlp" : ""));
+  std::string biases =
+      std::string(attention_bias ? "qkv" : "") + (o_proj_bias ? "o" : "") + (mlp_bias ? "mlp" : "");
+  AppendField(&out, "bias", biases.empty() ? "none" : biases);
   AppendField(&out, "tied", tie_word_embeddings ? "1" : "0");
   AppendField(&out, "act", hidden_act);
   AppendField(&out, "window", sliding_window ? std::to_string(*sliding_window) : "none");

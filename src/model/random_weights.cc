@@ -101,9 +101,7 @@ class RandomWeightSource final : public WeightSource {
     return TensorView{DType::kF32, slot.shape, std::as_bytes(std::span<const float>(slot.data))};
   }
 
-  bool Contains(std::string_view name) const override {
-    return slots_.find(name) != slots_.end();
-  }
+  bool Contains(std::string_view name) const override { return slots_.find(name) != slots_.end(); }
 
  private:
   struct Slot {

@@ -175,8 +175,8 @@ Status CheckRopeConfig(const RopeConfig& rope, std::string_view theta_field,
                        std::string_view params_prefix) {
   const std::string prefix(params_prefix);
   TANDEM_RETURN_IF_ERROR(PositiveFinite(rope.theta, theta_field));
-  TANDEM_RETURN_IF_ERROR(CheckPartialRotaryFactor(rope.partial_rotary_factor,
-                                                  "partial_rotary_factor"));
+  TANDEM_RETURN_IF_ERROR(
+      CheckPartialRotaryFactor(rope.partial_rotary_factor, "partial_rotary_factor"));
   if (rope.original_max_position_embeddings <= 0) {
     return InvalidArgumentError("field '" + prefix +
                                 "original_max_position_embeddings' must be a positive integer "
@@ -190,10 +190,9 @@ Status CheckRopeConfig(const RopeConfig& rope, std::string_view theta_field,
     TANDEM_RETURN_IF_ERROR(PositiveFinite(rope.high_freq_factor, prefix + "high_freq_factor"));
     // The llama3 smoothing divides by (high - low).
     if (!(rope.high_freq_factor > rope.low_freq_factor)) {
-      return InvalidArgumentError("field '" + prefix + "high_freq_factor' (" +
-                                  FormatDouble(rope.high_freq_factor) +
-                                  ") must be greater than low_freq_factor (" +
-                                  FormatDouble(rope.low_freq_factor) + ")");
+      return InvalidArgumentError(
+          "field '" + prefix + "high_freq_factor' (" + FormatDouble(rope.high_freq_factor) +
+          ") must be greater than low_freq_factor (" + FormatDouble(rope.low_freq_factor) + ")");
     }
   }
   if (rope.type == RopeType::kYarn) {

@@ -44,15 +44,15 @@ StatusOr<std::vector<uint64_t>> ReadUnsignedList(const JsonFields& fields, std::
   const json* value = fields.Find(key);
   if (value == nullptr) return fields.Error(key, "is missing");
   if (!value->is_array()) {
-    return fields.Error(key, "must be a list of non-negative integers, got " +
-                                 std::string(JsonTypeName(*value)));
+    return fields.Error(
+        key, "must be a list of non-negative integers, got " + std::string(JsonTypeName(*value)));
   }
   std::vector<uint64_t> out;
   out.reserve(value->size());
   for (const json& item : *value) {
     if (!item.is_number_unsigned()) {
-      return fields.Error(key, "must be a list of non-negative integers, got " +
-                                   QuoteJsonForMessage(*value));
+      return fields.Error(
+          key, "must be a list of non-negative integers, got " + QuoteJsonForMessage(*value));
     }
     out.push_back(item.get<uint64_t>());
   }
@@ -152,15 +152,16 @@ Status SafetensorsFile::ParseHeader() {
     const uint64_t begin = offsets[0];
     const uint64_t end = offsets[1];
     if (end - begin != expected_bytes) {
-      return fields.Error("data_offsets",
-                          "spans " + std::to_string(end - begin) + " bytes, but shape " +
-                              ShapeString(entry.shape) + " of " + entry.dtype_name + " needs " +
-                              std::to_string(expected_bytes));
+      return fields.Error("data_offsets", "spans " + std::to_string(end - begin) +
+                                              " bytes, but shape " + ShapeString(entry.shape) +
+                                              " of " + entry.dtype_name + " needs " +
+                                              std::to_string(expected_bytes));
     }
     if (end > data.size()) {
       return DataLossError(source + ": truncated: tensor " + QuoteForMessage(name) +
-                           " ends at byte " + std::to_string(end) + " of the data region, which has " +
-                           std::to_string(data.size()) + " bytes");
+                           " ends at byte " + std::to_string(end) +
+                           " of the data region, which has " + std::to_string(data.size()) +
+                           " bytes");
     }
     entry.bytes = data.subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin));
     tensors_.emplace(name, std::move(entry));
@@ -204,8 +205,8 @@ StatusOr<std::map<std::string, std::string, std::less<>>> ParseSafetensorsIndex(
   const json* weight_map = top.Find("weight_map");
   if (weight_map == nullptr) return top.Error("weight_map", "is missing");
   if (!weight_map->is_object()) {
-    return top.Error("weight_map", "must be an object, got " +
-                                       std::string(JsonTypeName(*weight_map)));
+    return top.Error("weight_map",
+                     "must be an object, got " + std::string(JsonTypeName(*weight_map)));
   }
   const JsonFields fields(*weight_map, source, "weight_map.");
   std::map<std::string, std::string, std::less<>> out;
@@ -219,8 +220,8 @@ StatusOr<std::map<std::string, std::string, std::less<>>> ParseSafetensorsIndex(
     bool escapes = shard_path.is_absolute() || shard_path.has_root_path();
     for (const std::filesystem::path& part : shard_path) escapes = escapes || part == "..";
     if (escapes) {
-      return fields.Error(item.key(), "names shard " + QuoteForMessage(*shard) +
-                                          " outside the checkpoint folder");
+      return fields.Error(
+          item.key(), "names shard " + QuoteForMessage(*shard) + " outside the checkpoint folder");
     }
     out.emplace(item.key(), *std::move(shard));
   }

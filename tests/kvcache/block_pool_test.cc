@@ -13,29 +13,25 @@
 namespace tandem::kvcache {
 namespace {
 
-std::vector<BlockId> AllocateOrDie(BlockPool &pool, int n) {
+std::vector<BlockId> AllocateOrDie(BlockPool& pool, int n) {
   StatusOr<std::vector<BlockId>> blocks = pool.Allocate(n);
   EXPECT_TRUE(blocks.ok()) << blocks.status();
   return blocks.ok() ? *blocks : std::vector<BlockId>();
 }
 
-// Allocates one block per hash, registers it, and returns the blocks (still
-// held).
-std::vector<BlockId> AllocateRegistered(BlockPool &pool,
-                                        const std::vector<BlockHash> &hashes) {
-  std::vector<BlockId> blocks =
-      AllocateOrDie(pool, static_cast<int>(hashes.size()));
-  for (size_t i = 0; i < blocks.size(); ++i)
-    pool.Register(blocks[i], hashes[i]);
+// Allocates one block per hash, registers it, and returns the blocks (still held).
+std::vector<BlockId> AllocateRegistered(BlockPool& pool, const std::vector<BlockHash>& hashes) {
+  std::vector<BlockId> blocks = AllocateOrDie(pool, static_cast<int>(hashes.size()));
+  for (size_t i = 0; i < blocks.size(); ++i) pool.Register(blocks[i], hashes[i]);
   return blocks;
 }
 
 class BlockPoolTest : public ::testing::Test {
-protected:
+ protected:
   BlockPool MakePool(int num_blocks, bool prefix_caching = true) {
-    return BlockPool(BlockPoolOptions{.num_blocks = num_blocks,
-                                      .enable_prefix_caching = prefix_caching},
-                     MakeLruPolicy(clock_), &clock_);
+    return BlockPool(
+        BlockPoolOptions{.num_blocks = num_blocks, .enable_prefix_caching = prefix_caching},
+        MakeLruPolicy(clock_), &clock_);
   }
 
   ManualClock clock_;
@@ -73,8 +69,8 @@ TEST_F(BlockPoolTest, AllocateZeroReturnsNothing) {
 TEST_F(BlockPoolTest, AllocateFailsWhenExhausted) {
   BlockPool pool = MakePool(4);
   std::vector<BlockId> held = AllocateRegistered(pool, {11, 12});
-  pool.Release(held);                                  // Two cached blocks.
-  std::vector<BlockId> other = AllocateOrDie(pool, 1); // One free block left.
+  pool.Release(held);                                   // Two cached blocks.
+  std::vector<BlockId> other = AllocateOrDie(pool, 1);  // One free block left.
   ASSERT_EQ(pool.num_available(), 3);
 
   StatusOr<std::vector<BlockId>> result = pool.Allocate(4);
@@ -102,14 +98,13 @@ TEST_F(BlockPoolTest, ReleasedRegisteredBlockIsReusableByPrefix) {
   std::vector<BlockId> blocks = AllocateRegistered(pool, {100, 200});
   pool.Release(blocks);
   EXPECT_EQ(pool.num_cached(), 2);
-  EXPECT_EQ(pool.num_available(), 4); // Cached blocks count as available.
+  EXPECT_EQ(pool.num_available(), 4);  // Cached blocks count as available.
 
-  std::vector<BlockId> matched =
-      pool.MatchPrefix(std::vector<BlockHash>{100, 200});
+  std::vector<BlockId> matched = pool.MatchPrefix(std::vector<BlockHash>{100, 200});
   EXPECT_EQ(matched, blocks);
   EXPECT_EQ(pool.ref_count(blocks[0]), 1);
   EXPECT_EQ(pool.ref_count(blocks[1]), 1);
-  EXPECT_EQ(pool.num_cached(), 0); // Held again, so no longer evictable.
+  EXPECT_EQ(pool.num_cached(), 0);  // Held again, so no longer evictable.
   EXPECT_EQ(pool.num_available(), 2);
   EXPECT_EQ(pool.hash_of(blocks[0]), BlockHash{100});
 }
@@ -141,7 +136,7 @@ TEST_F(BlockPoolTest, MatchPrefixSharesHeldBlocks) {
 
   pool.Release(first);
   EXPECT_EQ(pool.ref_count(first[0]), 1);
-  EXPECT_EQ(pool.num_cached(), 0); // Still held by the second sequence.
+  EXPECT_EQ(pool.num_cached(), 0);  // Still held by the second sequence.
   pool.Release(second);
   EXPECT_EQ(pool.num_cached(), 2);
 }
@@ -186,7 +181,7 @@ TEST_F(BlockPoolTest, EvictsLeastRecentlyFreedFirst) {
 TEST_F(BlockPoolTest, ReleaseEvictsLastBlocksOfASequenceFirst) {
   BlockPool pool = MakePool(3);
   std::vector<BlockId> seq = AllocateRegistered(pool, {1, 2, 3});
-  pool.Release(seq); // Same instant; released in reverse: 3, 2, 1.
+  pool.Release(seq);  // Same instant; released in reverse: 3, 2, 1.
 
   std::vector<BlockId> taken = AllocateOrDie(pool, 1);
   EXPECT_EQ(taken[0], seq[2]);
@@ -204,7 +199,7 @@ TEST_F(BlockPoolTest, EvictionDropsHash) {
   ASSERT_EQ(pool.num_cached(), 1);
 
   std::vector<BlockId> second = AllocateOrDie(pool, 1);
-  ASSERT_EQ(second, first); // The only block, evicted and reused.
+  ASSERT_EQ(second, first);  // The only block, evicted and reused.
   EXPECT_EQ(pool.hash_of(second[0]), std::nullopt);
   EXPECT_EQ(pool.num_cached(), 0);
   EXPECT_EQ(pool.CountPrefix(std::vector<BlockHash>{42}), 0);
@@ -226,8 +221,7 @@ TEST_F(BlockPoolTest, MatchedCachedBlockIsNotEvicted) {
 
   std::vector<BlockId> taken = AllocateOrDie(pool, 1);
   EXPECT_EQ(taken[0], seq[1]);
-  EXPECT_FALSE(
-      pool.Allocate(1).ok()); // The matched block is held, so nothing is left.
+  EXPECT_FALSE(pool.Allocate(1).ok());  // The matched block is held, so nothing is left.
   EXPECT_EQ(pool.ref_count(seq[0]), 1);
   EXPECT_EQ(pool.hash_of(seq[0]), BlockHash{1});
 }
@@ -235,13 +229,12 @@ TEST_F(BlockPoolTest, MatchedCachedBlockIsNotEvicted) {
 TEST_F(BlockPoolTest, DuplicateHashKeepsFirst) {
   BlockPool pool = MakePool(4);
   std::vector<BlockId> first = AllocateRegistered(pool, {77});
-  std::vector<BlockId> second =
-      AllocateRegistered(pool, {77}); // Same content, computed twice.
+  std::vector<BlockId> second = AllocateRegistered(pool, {77});  // Same content, computed twice.
   EXPECT_EQ(pool.hash_of(first[0]), BlockHash{77});
   EXPECT_EQ(pool.hash_of(second[0]), std::nullopt);
 
   pool.Release(second);
-  EXPECT_EQ(pool.num_cached(), 0); // The duplicate is simply free.
+  EXPECT_EQ(pool.num_cached(), 0);  // The duplicate is simply free.
   pool.Release(first);
   EXPECT_EQ(pool.num_cached(), 1);
   EXPECT_EQ(pool.MatchPrefix(std::vector<BlockHash>{77}), first);
@@ -298,17 +291,17 @@ TEST_F(BlockPoolTest, DefaultPolicyAndClockWork) {
 TEST_F(BlockPoolTest, ManyCyclesKeepCountsConsistent) {
   constexpr int kBlocks = 16;
   BlockPool pool = MakePool(kBlocks);
+  auto hashes_of_round = [](int round) {
+    const BlockHash base = static_cast<BlockHash>(round % 7) * 10;
+    return std::vector<BlockHash>{base, base + 1, base + 2};
+  };
   for (int round = 0; round < 200; ++round) {
-    std::vector<BlockHash> hashes;
-    for (int i = 0; i < 3; ++i)
-      hashes.push_back(static_cast<BlockHash>(round % 7 * 10 + i));
+    const std::vector<BlockHash> hashes = hashes_of_round(round);
     std::vector<BlockId> blocks = pool.MatchPrefix(hashes);
     const size_t matched = blocks.size();
-    StatusOr<std::vector<BlockId>> fresh =
-        pool.Allocate(static_cast<int>(3 - matched));
+    StatusOr<std::vector<BlockId>> fresh = pool.Allocate(static_cast<int>(3 - matched));
     ASSERT_TRUE(fresh.ok()) << fresh.status();
-    for (size_t i = 0; i < fresh->size(); ++i)
-      pool.Register((*fresh)[i], hashes[matched + i]);
+    for (size_t i = 0; i < fresh->size(); ++i) pool.Register((*fresh)[i], hashes[matched + i]);
     blocks.insert(blocks.end(), fresh->begin(), fresh->end());
     ASSERT_EQ(pool.num_available(), kBlocks - 3);
     pool.Release(blocks);
@@ -316,11 +309,8 @@ TEST_F(BlockPoolTest, ManyCyclesKeepCountsConsistent) {
     ASSERT_EQ(pool.num_available(), kBlocks);
     ASSERT_EQ(pool.num_free() + pool.num_cached(), kBlocks);
   }
-  // 7 distinct prefixes of 3 blocks need 21 blocks; only 16 fit, yet the most
-  // recent one hits.
-  EXPECT_EQ(pool.CountPrefix(std::vector<BlockHash>{
-                199 % 7 * 10, 199 % 7 * 10 + 1, 199 % 7 * 10 + 2}),
-            3);
+  // 7 distinct prefixes of 3 blocks need 21 blocks and only 16 fit, yet the latest one hits.
+  EXPECT_EQ(pool.CountPrefix(hashes_of_round(199)), 3);
 }
 
 using BlockPoolDeathTest = BlockPoolTest;
@@ -350,5 +340,5 @@ TEST_F(BlockPoolDeathTest, RegisteringABlockUnderASecondHashAborts) {
   EXPECT_DEATH(pool.Register(blocks[0], 2), "check failed");
 }
 
-} // namespace
-} // namespace tandem::kvcache
+}  // namespace
+}  // namespace tandem::kvcache

@@ -10,7 +10,7 @@ namespace tandem::kvcache {
 namespace {
 
 class LruPolicyTest : public ::testing::Test {
-protected:
+ protected:
   ManualClock clock_;
   std::unique_ptr<EvictionPolicy> policy_ = MakeLruPolicy(clock_);
 };
@@ -69,7 +69,7 @@ TEST_F(LruPolicyTest, RemoveOfUnknownBlockIsIgnored) {
   policy_->Remove(BlockId(0));
   policy_->Remove(BlockId(1000));
   policy_->Remove(BlockId(1));
-  policy_->Remove(BlockId(1)); // Twice.
+  policy_->Remove(BlockId(1));  // Twice.
   EXPECT_EQ(policy_->size(), 0);
 }
 
@@ -87,8 +87,7 @@ TEST_F(LruPolicyTest, EvictsInAddOrderOverManyBlocks) {
   constexpr int kBlocks = 1000;
   // Add in a scrambled order; the victims must come back in exactly that order.
   std::vector<int> order;
-  for (int i = 0; i < kBlocks; ++i)
-    order.push_back((i * 7919) % kBlocks);
+  for (int i = 0; i < kBlocks; ++i) order.push_back((i * 7919) % kBlocks);
   for (int id : order) {
     policy_->Add(BlockId(id));
     clock_.Advance(1);
@@ -100,5 +99,5 @@ TEST_F(LruPolicyTest, EvictsInAddOrderOverManyBlocks) {
   EXPECT_EQ(policy_->size(), 0);
 }
 
-} // namespace
-} // namespace tandem::kvcache
+}  // namespace
+}  // namespace tandem::kvcache

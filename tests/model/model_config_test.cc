@@ -1,11 +1,11 @@
 #include "model/model_config.h"
 
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "model/weight_source.h"
 #include "test_files.h"
@@ -95,9 +95,8 @@ TEST(ModelConfigTest, LlamaAttentionBiasCoversOutputProjection) {
 TEST(ModelConfigTest, DefaultsWhenOptionalFieldsAreAbsent) {
   json j = LlamaJson();
   for (const char* key : {"num_key_value_heads", "max_position_embeddings", "rms_norm_eps",
-                          "hidden_act", "rope_theta", "rope_scaling", "attention_bias",
-                          "mlp_bias", "tie_word_embeddings", "torch_dtype", "bos_token_id",
-                          "eos_token_id"}) {
+                          "hidden_act", "rope_theta", "rope_scaling", "attention_bias", "mlp_bias",
+                          "tie_word_embeddings", "torch_dtype", "bos_token_id", "eos_token_id"}) {
     j.erase(key);
   }
   const ModelConfig c = ParseOk(j);
@@ -335,7 +334,8 @@ std::string TypeField(Spelling spelling) {
 class RopeSpellingTest : public ::testing::TestWithParam<Spelling> {};
 
 TEST_P(RopeSpellingTest, Default) {
-  const ModelConfig c = ParseOk(WithRope(LlamaJson(), GetParam(), "default", 250000, json::object()));
+  const ModelConfig c =
+      ParseOk(WithRope(LlamaJson(), GetParam(), "default", 250000, json::object()));
   EXPECT_EQ(c.rope.type, RopeType::kDefault);
   EXPECT_DOUBLE_EQ(c.rope.theta, 250000);
   EXPECT_DOUBLE_EQ(c.rope.factor, 1.0);
@@ -372,11 +372,10 @@ TEST_P(RopeSpellingTest, Llama3) {
 }
 
 TEST_P(RopeSpellingTest, Llama3NeedsHighAboveLow) {
-  const Status status = Parse(WithRope(LlamaJson(), GetParam(), "llama3", 500000,
-                                       {{"factor", 8.0},
-                                        {"low_freq_factor", 4.0},
-                                        {"high_freq_factor", 4.0}}))
-                            .status();
+  const Status status =
+      Parse(WithRope(LlamaJson(), GetParam(), "llama3", 500000,
+                     {{"factor", 8.0}, {"low_freq_factor", 4.0}, {"high_freq_factor", 4.0}}))
+          .status();
   ExpectError(status, StatusCode::kInvalidArgument,
               {kSource, Prefix(GetParam()) + "high_freq_factor"});
 }
@@ -549,7 +548,8 @@ TEST(ModelConfigRopeTest, BadTheta) {
 // --- Bad input ----------------------------------------------------------------------------------
 
 TEST(ModelConfigErrorTest, MalformedJson) {
-  const StatusOr<ModelConfig> c = ParseModelConfig("{\"model_type\": \"llama\",\n  \"x\": }", kSource);
+  const StatusOr<ModelConfig> c =
+      ParseModelConfig("{\"model_type\": \"llama\",\n  \"x\": }", kSource);
   ExpectError(c.status(), StatusCode::kInvalidArgument, {kSource, "malformed JSON", "line 2"});
   ExpectError(ParseModelConfig("", kSource).status(), StatusCode::kInvalidArgument, {kSource});
   ExpectError(ParseModelConfig("[1, 2]", kSource).status(), StatusCode::kInvalidArgument,
@@ -850,12 +850,9 @@ TEST(ModelConfigIdentityTest, SameForBothRopeSpellings) {
   json v5 = LlamaJson();
   v5.erase("rope_theta");
   v5.erase("rope_scaling");
-  v5["rope_parameters"] = {{"rope_type", "llama3"},
-                           {"rope_theta", 500000.0},
-                           {"factor", 8.0},
-                           {"low_freq_factor", 1.0},
-                           {"high_freq_factor", 4.0},
-                           {"original_max_position_embeddings", 8192}};
+  v5["rope_parameters"] = {{"rope_type", "llama3"},   {"rope_theta", 500000.0},
+                           {"factor", 8.0},           {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
   EXPECT_EQ(ParseOk(classic).Identity(), ParseOk(v5).Identity());
 }
 

@@ -4,6 +4,7 @@
 // Thread safety: none needed; each test owns its TempDir.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -12,12 +13,10 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <system_error>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "model/tensor.h"
 #include "tandem/status.h"
@@ -29,8 +28,8 @@ class TempDir {
   TempDir() {
     static std::atomic<int> counter{0};
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = "tandem_model_test_" + std::to_string(::getpid()) + "_" +
-                       std::to_string(counter++);
+    std::string name =
+        "tandem_model_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
     if (info != nullptr) name += std::string("_") + info->name();
     for (char& c : name) {
       if (c == '/') c = '_';
@@ -108,7 +107,8 @@ inline std::string SafetensorsBytes(const std::vector<TestTensor>& tensors,
   for (const TestTensor& t : tensors) {
     const uint64_t begin = data.size();
     data += t.data;
-    header[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {begin, data.size()}}};
+    header[t.name] = {
+        {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {begin, data.size()}}};
   }
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::string text = header.dump();

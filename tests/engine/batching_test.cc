@@ -1,0 +1,186 @@
+// Continuous batching, prefix reuse and preemption on the CPU backend: none of them may change
+// what a request produces.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "engine_test_util.h"
+
+namespace tandem::engine::testing {
+namespace {
+
+constexpr uint32_t kSeed = 20261125;
+
+std::string Model() { return (GoldenDir() / "llama_gqa_f32").string(); }
+
+std::vector<int32_t> RandomPrompt(std::mt19937& rng, int len) {
+  std::uniform_int_distribution<int32_t> dist(3, 255);
+  std::vector<int32_t> p(len);
+  for (auto& t : p) t = dist(rng);
+  return p;
+}
+
+// 8 requests of mixed lengths: greedy ones and seeded sampling ones.
+std::vector<GenerateRequest> MixedRequests(int max_tokens = 12) {
+  std::mt19937 rng(kSeed);
+  const int lens[] = {1, 5, 17, 33, 64, 70, 100, 140};
+  std::vector<GenerateRequest> requests;
+  for (int i = 0; i < 8; ++i) {
+    GenerateRequest r = Greedy(RandomPrompt(rng, lens[i]), max_tokens + i);
+    if (i % 2 == 1) {
+      r.sampling.temperature = 0.8f;
+      r.sampling.top_p = 0.9f;
+      r.sampling.top_k = 50;
+      r.sampling.seed = 1000 + i;
+    }
+    requests.push_back(r);
+  }
+  return requests;
+}
+
+std::vector<Completion> RunAlone(const std::vector<GenerateRequest>& requests) {
+  auto engine = MakeEngine(Model());
+  std::vector<Completion> out;
+  for (const auto& r : requests) out.push_back(RunAll(*engine, {r})[0]);
+  return out;
+}
+
+TEST(BatchingTest, RequestAloneAndInBatchOfEightGiveIdenticalTokens) {
+  SCOPED_TRACE("seed " + std::to_string(kSeed));
+  const auto requests = MixedRequests();
+  const auto alone = RunAlone(requests);
+  EngineOptions options;
+  options.enable_prefix_caching = false;
+  auto engine = MakeEngine(Model(), {}, options);
+  const auto batched = RunAll(*engine, requests);
+  ASSERT_EQ(batched.size(), alone.size());
+  for (size_t i = 0; i < alone.size(); ++i) {
+    EXPECT_EQ(batched[i].tokens, alone[i].tokens) << "request " << i;
+    EXPECT_EQ(batched[i].tokens.size(), requests[i].sampling.max_tokens);
+  }
+}
+
+TEST(BatchingTest, SameSeedGivesSameTokensDifferentSeedDiffers) {
+  std::mt19937 rng(kSeed);
+  GenerateRequest r = Greedy(RandomPrompt(rng, 20), 32);
+  r.sampling.temperature = 1.0f;
+  r.sampling.seed = 7;
+  auto engine = MakeEngine(Model());
+  GenerateRequest other = r;
+  other.sampling.seed = 8;
+  const auto done = RunAll(*engine, {r, r, other});
+  EXPECT_EQ(done[0].tokens, done[1].tokens);
+  EXPECT_NE(done[0].tokens, done[2].tokens);
+}
+
+TEST(PrefixReuseTest, ReusedPrefixGivesSameLogitsAsNoReuse) {
+  std::mt19937 rng(kSeed + 1);
+  const std::vector<int32_t> shared = RandomPrompt(rng, 80);
+  std::vector<int32_t> second = shared;
+  for (int32_t t : RandomPrompt(rng, 11)) second.push_back(t);
+
+  GenerateRequest a = Greedy(shared, 4);
+  GenerateRequest b = Greedy(second, 16);
+  b.prompt_logits = PromptLogits::kLast;
+
+  auto cached_engine = MakeEngine(Model());
+  RunAll(*cached_engine, {a});
+  const Completion reused = RunAll(*cached_engine, {b})[0];
+  EXPECT_EQ(reused.cached_prompt_tokens, 80) << "the 5 full blocks of the shared prefix";
+
+  EngineOptions no_cache;
+  no_cache.enable_prefix_caching = false;
+  auto plain_engine = MakeEngine(Model(), {}, no_cache);
+  const Completion fresh = RunAll(*plain_engine, {b})[0];
+  EXPECT_EQ(fresh.cached_prompt_tokens, 0);
+
+  ASSERT_EQ(reused.logits.size(), fresh.logits.size());
+  ASSERT_EQ(reused.logits_rows, 1);
+  for (size_t i = 0; i < fresh.logits.size(); ++i) {
+    EXPECT_NEAR(reused.logits[i], fresh.logits[i], 1e-4f * (1.0f + std::abs(fresh.logits[i])));
+  }
+  EXPECT_EQ(reused.tokens, fresh.tokens);
+}
+
+TEST(PrefixReuseTest, FullyCachedPromptStillRecomputesItsLastToken) {
+  std::mt19937 rng(kSeed + 2);
+  const std::vector<int32_t> prompt = RandomPrompt(rng, 64);  // Exactly 4 blocks.
+  auto engine = MakeEngine(Model());
+  const Completion first = RunAll(*engine, {Greedy(prompt, 8)})[0];
+  const Completion again = RunAll(*engine, {Greedy(prompt, 8)})[0];
+  EXPECT_EQ(again.cached_prompt_tokens, 48);
+  EXPECT_EQ(again.tokens, first.tokens);
+}
+
+TEST(PrefixReuseTest, CacheSaltSeparatesRequests) {
+  std::mt19937 rng(kSeed + 3);
+  GenerateRequest r = Greedy(RandomPrompt(rng, 40), 2);
+  auto engine = MakeEngine(Model());
+  RunAll(*engine, {r});
+  r.cache_salt = "tenant-b";
+  EXPECT_EQ(RunAll(*engine, {r})[0].cached_prompt_tokens, 0);
+}
+
+TEST(PreemptionTest, TooSmallPoolStillCompletesEveryRequestWithSameTokens) {
+  SCOPED_TRACE("seed " + std::to_string(kSeed));
+  // Every request grows by 3 to 4 blocks while it decodes: the batch needs about 50 blocks at
+  // its peak, and 16 force preemption by recompute.
+  const auto requests = MixedRequests(50);
+  const auto alone = RunAlone(requests);
+  BackendOptions backend;
+  backend.num_blocks = 16;
+  auto engine = MakeEngine(Model(), backend);
+  const auto batched = RunAll(*engine, requests);
+  ASSERT_EQ(batched.size(), alone.size());
+  for (size_t i = 0; i < alone.size(); ++i) {
+    EXPECT_EQ(batched[i].tokens, alone[i].tokens) << "request " << i;
+    EXPECT_TRUE(batched[i].error.ok()) << batched[i].error;
+  }
+  EXPECT_GT(engine->stats().preemptions, 0);
+  EXPECT_TRUE(WaitUntil([&] { return engine->stats().blocks_available == 16; }))
+      << "every block back in the pool, have " << engine->stats().blocks_available;
+}
+
+TEST(EngineTest, RejectsBadRequestsWithoutSideEffects) {
+  auto engine = MakeEngine(Model());
+  EXPECT_EQ(engine->Submit(Greedy({}, 4)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Submit(Greedy({1, 256}, 4)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Submit(Greedy({1, -1}, 4)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Submit(Greedy({1, 2}, 0)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Submit(Greedy({1, 2}, 100000)).status().code(),
+            StatusCode::kInvalidArgument);
+  GenerateRequest bad = Greedy({1, 2}, 4);
+  bad.sampling.top_p = 0.0f;
+  EXPECT_EQ(engine->Submit(bad).status().code(), StatusCode::kInvalidArgument);
+  // The engine still serves.
+  EXPECT_EQ(RunAll(*engine, {Greedy({1, 2, 3}, 4)})[0].tokens.size(), 4u);
+}
+
+TEST(EngineTest, StopsOnStopTokenAndEos) {
+  auto engine = MakeEngine(Model());
+  const Completion free_run = RunAll(*engine, {Greedy({5, 6, 7}, 10)})[0];
+  ASSERT_EQ(free_run.tokens.size(), 10u);
+  GenerateRequest r = Greedy({5, 6, 7}, 10);
+  r.sampling.stop_token_ids = {free_run.tokens[3]};
+  const Completion stopped = RunAll(*engine, {r})[0];
+  EXPECT_EQ(stopped.finish_reason, FinishReason::kStop);
+  EXPECT_LE(stopped.tokens.size(), 4u);
+  EXPECT_EQ(stopped.tokens.back(), free_run.tokens[3]);
+}
+
+TEST(EngineTest, CancelEndsRequestAndFreesBlocks) {
+  auto engine = MakeEngine(Model());
+  const int total = engine->stats().blocks_total;
+  auto submitted = engine->Submit(Greedy({5, 6, 7}, 400));
+  ASSERT_TRUE(submitted.ok());
+  auto& [id, stream] = *submitted;
+  ASSERT_TRUE(stream->Pop(std::chrono::steady_clock::now() + std::chrono::seconds(30)));
+  engine->Cancel(id);
+  const Completion c = Collect(*stream);
+  EXPECT_EQ(c.finish_reason, FinishReason::kCancelled);
+  EXPECT_TRUE(WaitUntil([&] { return engine->stats().blocks_available == total; }))
+      << "blocks freed, have " << engine->stats().blocks_available << " of " << total;
+}
+
+}  // namespace
+}  // namespace tandem::engine::testing
