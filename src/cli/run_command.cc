@@ -3,7 +3,6 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include <charconv>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -11,6 +10,7 @@
 #include <vector>
 
 #include "common/logging.h"
+#include "common/parse.h"
 #include "common/status_macros.h"
 #include "engine/engine_factory.h"
 
@@ -39,30 +39,11 @@ struct RunArgs {
   std::string backend = "cpu";
   int block_size = 16;
   int num_blocks = 0;
-  int kv_cache_mib = 1024;
+  std::string kv_cache_size = "1GiB";
   int max_num_batched_tokens = 2048;
   bool no_prefix_caching = false;
   std::string log_level = "warn";
 };
-
-StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& text, std::string_view flag) {
-  std::vector<int32_t> out;
-  size_t pos = 0;
-  while (pos <= text.size()) {
-    size_t comma = text.find(',', pos);
-    if (comma == std::string::npos) comma = text.size();
-    const std::string_view item(text.data() + pos, comma - pos);
-    int32_t value = 0;
-    auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), value);
-    if (item.empty() || ec != std::errc() || end != item.data() + item.size()) {
-      return InvalidArgumentError(std::string(flag) + ": '" + std::string(item) +
-                                  "' is not a token id (expected comma-separated integers)");
-    }
-    out.push_back(value);
-    pos = comma + 1;
-  }
-  return out;
-}
 
 nlohmann::json LogprobJson(const GeneratedToken& t) {
   nlohmann::json top = nlohmann::json::array();
@@ -83,7 +64,7 @@ Status Run(const RunArgs& args) {
   }
   GenerateRequest request;
   TANDEM_ASSIGN_OR_RETURN(request.prompt_tokens,
-                          ParseTokenList(args.prompt_tokens, "--prompt-tokens"));
+                          ParseIntList(args.prompt_tokens, "--prompt-tokens"));
   SamplingParams& sp = request.sampling;
   sp.max_tokens = args.max_tokens;
   sp.temperature = args.temperature;
@@ -97,7 +78,7 @@ Status Run(const RunArgs& args) {
   sp.seed = args.seed;
   if (!args.stop_token_ids.empty()) {
     TANDEM_ASSIGN_OR_RETURN(sp.stop_token_ids,
-                            ParseTokenList(args.stop_token_ids, "--stop-token-ids"));
+                            ParseIntList(args.stop_token_ids, "--stop-token-ids"));
   }
   if (args.logprobs >= 0) {
     sp.logprobs = true;
@@ -115,7 +96,8 @@ Status Run(const RunArgs& args) {
   backend.backend = args.backend;
   backend.block_size = args.block_size;
   backend.num_blocks = args.num_blocks;
-  backend.kv_cache_bytes = static_cast<size_t>(args.kv_cache_mib) << 20;
+  TANDEM_ASSIGN_OR_RETURN(backend.kv_cache_bytes,
+                          ParseByteSize(args.kv_cache_size, "--kv-cache-size"));
   engine::EngineOptions options;
   options.max_num_batched_tokens = args.max_num_batched_tokens;
   options.enable_prefix_caching = !args.no_prefix_caching;
@@ -203,8 +185,8 @@ std::function<int()> AddRunCommand(CLI::App& app) {
   run->add_flag("--json", args->json, "Print one JSON object");
   run->add_option("--backend", args->backend, "Engine backend (default cpu)");
   run->add_option("--block-size", args->block_size, "Tokens per KV block (default 16)");
-  run->add_option("--num-blocks", args->num_blocks, "KV blocks (default: from --kv-cache-mib)");
-  run->add_option("--kv-cache-mib", args->kv_cache_mib, "KV pool budget (default 1024)");
+  run->add_option("--num-blocks", args->num_blocks, "KV blocks (default: from --kv-cache-size)");
+  run->add_option("--kv-cache-size", args->kv_cache_size, "KV pool budget (default 1GiB)");
   run->add_option("--max-num-batched-tokens", args->max_num_batched_tokens,
                   "Tokens per engine step; longer prompts prefill in chunks (default 2048)");
   run->add_flag("--no-prefix-caching", args->no_prefix_caching, "Disable prefix reuse");
