@@ -30,3 +30,21 @@ else()
   set(TANDEM_HAVE_BLAS OFF)
 endif()
 message(STATUS "tandem: BLAS=${TANDEM_HAVE_BLAS} ${TANDEM_CBLAS_INCLUDE}")
+
+# Tokenizers need PCRE2 (Unicode regexes), utf8proc (normalization, Unicode categories) and
+# SentencePiece. Without them (the GPU machine's image) the tokenizer library and the commands
+# that need text are not built; the engine and its tests still are.
+find_package(PkgConfig QUIET)
+if(PkgConfig_FOUND)
+  pkg_check_modules(PCRE2 IMPORTED_TARGET libpcre2-8)
+  pkg_check_modules(UTF8PROC IMPORTED_TARGET libutf8proc)
+  pkg_check_modules(SENTENCEPIECE IMPORTED_TARGET sentencepiece)
+endif()
+if(PCRE2_FOUND AND UTF8PROC_FOUND AND SENTENCEPIECE_FOUND)
+  set(_tandem_tokenizers_default ON)
+else()
+  set(_tandem_tokenizers_default OFF)
+endif()
+option(TANDEM_TOKENIZERS "Build the tokenizers and the commands that use them"
+       ${_tandem_tokenizers_default})
+message(STATUS "tandem: TOKENIZERS=${TANDEM_TOKENIZERS}")

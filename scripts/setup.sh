@@ -8,6 +8,7 @@ packages=(
   libgtest-dev libgmock-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev libxxhash-dev
   libopenblas-dev
+  libpcre2-dev libutf8proc-dev libsentencepiece-dev python3-jinja2
 )
 
 missing=()

@@ -1,0 +1,37 @@
+// A small Jinja2 interpreter for chat templates, with Hugging Face transformers' semantics
+// (jinja2 sandboxed environment, trim_blocks and lstrip_blocks on, loopcontrols, the `tojson`
+// filter with HF's options, `raise_exception`, `strftime_now`).
+//
+// Thread safety: a Template is immutable after parsing; Render may run on many threads.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tandem/status.h"
+
+namespace tandem::jinja {
+
+class Template {
+ public:
+  // Parses `source`. A syntax error or an unsupported construct is InvalidArgument naming it and
+  // its line ("line 3: unknown filter 'foo'").
+  static StatusOr<std::unique_ptr<Template>> Parse(std::string_view source);
+  ~Template();
+
+  // Renders with `context` (a JSON object: messages, add_generation_prompt, bos_token, tools,
+  // ...). Runtime errors (raise_exception, a type error) are InvalidArgument with the line.
+  StatusOr<std::string> Render(const nlohmann::json& context) const;
+
+ private:
+  struct Impl;
+  explicit Template(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tandem::jinja
