@@ -5,11 +5,18 @@
 #include <functional>
 
 #include "cli/run_command.h"
+#ifdef TANDEM_HAVE_TOKENIZERS
+#include "cli/tokenize_command.h"
+#endif
 
 int main(int argc, char** argv) {
   CLI::App app("tandem: disaggregated LLM serving", "tandem");
   app.require_subcommand(1);
   std::function<int()> run = tandem::cli::AddRunCommand(app);
+#ifdef TANDEM_HAVE_TOKENIZERS
+  std::function<int()> tokenize = tandem::cli::AddTokenizeCommand(app);
+  std::function<int()> detokenize = tandem::cli::AddDetokenizeCommand(app);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -22,5 +29,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (app.got_subcommand("run")) return run();
+#ifdef TANDEM_HAVE_TOKENIZERS
+  if (app.got_subcommand("tokenize")) return tokenize();
+  if (app.got_subcommand("detokenize")) return detokenize();
+#endif
   return 2;
 }

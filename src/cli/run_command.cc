@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <iterator>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -13,6 +15,10 @@
 #include "common/parse.h"
 #include "common/status_macros.h"
 #include "engine/engine_factory.h"
+#ifdef TANDEM_HAVE_TOKENIZERS
+#include "model/chat_template.h"
+#include "model/tokenizer/tokenizer.h"
+#endif
 
 namespace tandem::cli {
 namespace {
@@ -23,6 +29,9 @@ struct RunArgs {
   uint64_t seed = 0;
   bool seed_given = false;
   std::string prompt_tokens;
+  std::string prompt;
+  bool chat = false;
+  std::string tokenizer;
   int max_tokens = 16;
   float temperature = 0.0f;
   float top_p = 1.0f;
@@ -53,6 +62,71 @@ nlohmann::json LogprobJson(const GeneratedToken& t) {
   return {{"token", t.token}, {"logprob", t.logprob}, {"top_logprobs", top}};
 }
 
+// The prompt's token ids and, when the prompt was text, the tokenizer that made them (it also
+// decodes the output).
+struct Prompt {
+  std::vector<int32_t> ids;
+#ifdef TANDEM_HAVE_TOKENIZERS
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;
+#endif
+};
+
+StatusOr<Prompt> ResolvePrompt(const RunArgs& args) {
+  const int given = !args.prompt_tokens.empty() + !args.prompt.empty();
+  if (given + args.chat == 0 || given > 1) {
+    return InvalidArgumentError(
+        "give exactly one of --prompt-tokens, --prompt or --chat (with --prompt, or messages "
+        "as JSON on standard input)");
+  }
+  Prompt prompt;
+  if (!args.prompt_tokens.empty() && !args.chat) {
+    TANDEM_ASSIGN_OR_RETURN(prompt.ids, ParseIntList(args.prompt_tokens, "--prompt-tokens"));
+    return prompt;
+  }
+#ifdef TANDEM_HAVE_TOKENIZERS
+  if (!args.prompt_tokens.empty()) {
+    return InvalidArgumentError("--chat takes text (--prompt or JSON messages), not token ids");
+  }
+  const std::string source = args.tokenizer.empty() ? args.model : args.tokenizer;
+  if (source.empty() || source.starts_with("builtin:")) {
+    return InvalidArgumentError("text prompts need a tokenizer: give --model DIR or --tokenizer");
+  }
+  TANDEM_ASSIGN_OR_RETURN(prompt.tokenizer, tokenizer::LoadTokenizer(source));
+  if (!args.chat) {
+    auto ids = prompt.tokenizer->Encode(args.prompt, /*add_special_tokens=*/true);
+    if (!ids.ok()) return ids.status().WithContext("--prompt");
+    prompt.ids = std::move(ids).value();
+    return prompt;
+  }
+  nlohmann::json messages, tools;
+  if (!args.prompt.empty()) {
+    messages = nlohmann::json::array({{{"role", "user"}, {"content", args.prompt}}});
+  } else {
+    const std::string input(std::istreambuf_iterator<char>(std::cin), {});
+    nlohmann::json j = nlohmann::json::parse(input, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) return InvalidArgumentError("--chat: standard input is not JSON");
+    if (j.is_object()) {
+      tools = j.value("tools", nlohmann::json());
+      j = j.value("messages", nlohmann::json());
+    }
+    messages = std::move(j);
+  }
+  const std::filesystem::path dir = std::filesystem::is_directory(source)
+                                        ? std::filesystem::path(source)
+                                        : std::filesystem::path(source).parent_path();
+  TANDEM_ASSIGN_OR_RETURN(auto chat_template, model::ChatTemplate::Load(dir));
+  TANDEM_ASSIGN_OR_RETURN(std::string text,
+                          chat_template->Render(messages, /*add_generation_prompt=*/true, tools));
+  // The template writes the special tokens itself (as transformers' apply_chat_template does).
+  auto ids = prompt.tokenizer->Encode(text, /*add_special_tokens=*/false);
+  if (!ids.ok()) return ids.status().WithContext("--chat");
+  prompt.ids = std::move(ids).value();
+  return prompt;
+#else
+  return FailedPreconditionError("this build has no tokenizers: use --prompt-tokens");
+#endif
+}
+
 Status Run(const RunArgs& args) {
   TANDEM_RETURN_IF_ERROR(InitLogging(args.log_level));
   if (args.weights != "checkpoint" && args.weights != "random") {
@@ -62,9 +136,9 @@ Status Run(const RunArgs& args) {
   if (!args.logits.empty() && args.logits != "last" && args.logits != "all") {
     return InvalidArgumentError("--logits: expected 'last' or 'all', got '" + args.logits + "'");
   }
+  TANDEM_ASSIGN_OR_RETURN(Prompt prompt, ResolvePrompt(args));
   GenerateRequest request;
-  TANDEM_ASSIGN_OR_RETURN(request.prompt_tokens,
-                          ParseIntList(args.prompt_tokens, "--prompt-tokens"));
+  request.prompt_tokens = prompt.ids;
   SamplingParams& sp = request.sampling;
   sp.max_tokens = args.max_tokens;
   sp.temperature = args.temperature;
@@ -139,6 +213,14 @@ Status Run(const RunArgs& args) {
       for (const auto& t : tokens) lp.push_back(LogprobJson(t));
       j["logprobs"] = lp;
     }
+#ifdef TANDEM_HAVE_TOKENIZERS
+    if (prompt.tokenizer != nullptr) {
+      std::vector<int32_t> ids;
+      for (const auto& t : tokens) ids.push_back(t.token);
+      TANDEM_ASSIGN_OR_RETURN(j["output_text"],
+                              prompt.tokenizer->Decode(ids, /*skip_special_tokens=*/true));
+    }
+#endif
     if (request.prompt_logits != PromptLogits::kNone) {
       nlohmann::json rows = nlohmann::json::array();
       const int vocab = engine->vocab_size();
@@ -150,8 +232,19 @@ Status Run(const RunArgs& args) {
     }
     std::cout << j.dump() << "\n";
   } else {
-    for (size_t i = 0; i < tokens.size(); ++i) std::cout << (i ? " " : "") << tokens[i].token;
-    std::cout << "\n";
+#ifdef TANDEM_HAVE_TOKENIZERS
+    if (prompt.tokenizer != nullptr) {
+      std::vector<int32_t> ids;
+      for (const auto& t : tokens) ids.push_back(t.token);
+      TANDEM_ASSIGN_OR_RETURN(std::string text,
+                              prompt.tokenizer->Decode(ids, /*skip_special_tokens=*/true));
+      std::cout << text << "\n";
+    } else
+#endif
+    {
+      for (size_t i = 0; i < tokens.size(); ++i) std::cout << (i ? " " : "") << tokens[i].token;
+      std::cout << "\n";
+    }
     std::cerr << "finish_reason=" << FinishReasonName(reason) << " tokens=" << tokens.size()
               << "\n";
   }
@@ -168,8 +261,13 @@ std::function<int()> AddRunCommand(CLI::App& app) {
                   "(default builtin:demo, random weights)");
   run->add_option("--weights", args->weights, "checkpoint (default) or random");
   run->add_option("--seed", args->seed, "Sampling seed, and the seed of random weights");
-  run->add_option("--prompt-tokens", args->prompt_tokens, "Prompt as comma-separated token ids")
-      ->required();
+  run->add_option("--prompt-tokens", args->prompt_tokens, "Prompt as comma-separated token ids");
+  run->add_option("--prompt", args->prompt, "Prompt text (encoded with the model's tokenizer)");
+  run->add_flag("--chat", args->chat,
+                "Apply the model's chat template to --prompt as a user message, or to JSON "
+                "messages ([...] or {\"messages\": [...], \"tools\": [...]}) on standard input");
+  run->add_option("--tokenizer", args->tokenizer,
+                  "Tokenizer path when it is not the model directory");
   run->add_option("--max-tokens", args->max_tokens, "Tokens to generate (default 16)");
   run->add_option("--temperature", args->temperature, "0 (default) is greedy");
   run->add_option("--top-p", args->top_p, "Nucleus sampling mass (default 1 = off)");

@@ -1,59 +1,24 @@
 // `tandem run` as a user runs it: the real binary, its JSON, and one clear line for each kind of
 // bad input (never a crash).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 
+#include "cli_test_util.h"
+
+namespace tandem::cli::testing {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-Result RunTandem(const std::string& args) {
-  static int counter = 0;
-  const fs::path err_file =
-      fs::temp_directory_path() / ("tandem_cli_test_" + std::to_string(::getpid()) + "_" +
-                                   std::to_string(counter++) + ".err");
-  const std::string cmd =
-      std::string(TANDEM_BINARY_DIR) + "/bin/tandem " + args + " 2>" + err_file.string();
-  Result r;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  std::ifstream in(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(in), {});
-  fs::remove(err_file);
-  return r;
-}
-
 const fs::path kGolden = fs::path(TANDEM_SOURCE_DIR) / "tests/data/golden";
 
-class RunCommandTest : public ::testing::Test {
+class RunCommandTest : public TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("tandem_cli_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // A copy of a golden model we can break.
   fs::path CopyModel(const std::string& name) {
     const fs::path dst = dir_ / name;
@@ -69,16 +34,6 @@ class RunCommandTest : public ::testing::Test {
     f(cfg);
     std::ofstream(model / "config.json") << cfg.dump(2);
   }
-  // Exactly one line on stderr, naming `expect` (a file or a field), and a non-zero exit.
-  static void ExpectOneLineError(const Result& r, const std::string& expect) {
-    EXPECT_NE(r.exit_code, 0);
-    EXPECT_LT(r.exit_code, 128) << "crashed";
-    ASSERT_FALSE(r.err.empty());
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    EXPECT_NE(r.err.find(expect), std::string::npos) << r.err;
-  }
-
-  fs::path dir_;
 };
 
 TEST_F(RunCommandTest, JsonOutputOnGoldenModel) {
@@ -211,3 +166,4 @@ TEST_F(RunCommandTest, BadFlags) {
 }
 
 }  // namespace
+}  // namespace tandem::cli::testing

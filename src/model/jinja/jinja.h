@@ -5,11 +5,9 @@
 // Thread safety: a Template is immutable after parsing; Render may run on many threads.
 #pragma once
 
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -26,7 +24,13 @@ class Template {
 
   // Renders with `context` (a JSON object: messages, add_generation_prompt, bos_token, tools,
   // ...). Runtime errors (raise_exception, a type error) are InvalidArgument with the line.
+  // transformers passes `tools` and `documents` as null when absent; callers should too.
   StatusOr<std::string> Render(const nlohmann::json& context) const;
+
+  // The same with insertion-ordered objects. nlohmann::json sorts object keys, while Python keeps
+  // them in the order the request gave them, and `tojson` or a loop over a dict shows that order:
+  // to render byte for byte what transformers renders for a request, parse it as ordered_json.
+  StatusOr<std::string> RenderOrdered(const nlohmann::ordered_json& context) const;
 
  private:
   struct Impl;
