@@ -12,8 +12,9 @@ ImmutableSandboxedEnvironment with trim_blocks, lstrip_blocks and the loopcontro
 `generation` tag, `tojson` replaced by json.dumps with ensure_ascii=False, and the globals
 `raise_exception` (raises TemplateError) and `strftime_now`.
 
-Templates: every chat_template*.jinja file and every `chat_template` field of a *tokenizer_config.json
-(a string, or a list of {"name", "template"}), named by their path under the tokenizers folder
+Templates: every chat_template*.jinja file and every `chat_template` field of a
+*tokenizer_config.json (a string, or a list of {"name", "template"}), named by their path under
+the tokenizers folder
 ("llama3/chat_template.Llama-3.1-8B-Instruct.jinja", "qwen2/tokenizer_config.json"; a named
 template of a list gets "#name"). Sources are not copied: the C++ test reads them from the same
 folder.

@@ -98,16 +98,17 @@ StatusOr<Prompt> ResolvePrompt(const RunArgs& args) {
     prompt.ids = std::move(ids).value();
     return prompt;
   }
-  nlohmann::json messages, tools;
+  // Ordered: tool schemas keep the client's key order, as in transformers.
+  nlohmann::ordered_json messages, tools;
   if (!args.prompt.empty()) {
-    messages = nlohmann::json::array({{{"role", "user"}, {"content", args.prompt}}});
+    messages = nlohmann::ordered_json::array({{{"role", "user"}, {"content", args.prompt}}});
   } else {
     const std::string input(std::istreambuf_iterator<char>(std::cin), {});
-    nlohmann::json j = nlohmann::json::parse(input, nullptr, /*allow_exceptions=*/false);
+    auto j = nlohmann::ordered_json::parse(input, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded()) return InvalidArgumentError("--chat: standard input is not JSON");
     if (j.is_object()) {
-      tools = j.value("tools", nlohmann::json());
-      j = j.value("messages", nlohmann::json());
+      tools = j.value("tools", nlohmann::ordered_json());
+      j = j.value("messages", nlohmann::ordered_json());
     }
     messages = std::move(j);
   }

@@ -73,10 +73,10 @@ StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::Load(const std::filesystem
   return InvalidArgumentError(origin + " must be a string or a list of {name, template}");
 }
 
-StatusOr<std::string> ChatTemplate::Render(const nlohmann::json& messages,
+StatusOr<std::string> ChatTemplate::Render(const nlohmann::ordered_json& messages,
                                            bool add_generation_prompt,
-                                           const nlohmann::json& tools,
-                                           const nlohmann::json& extra) const {
+                                           const nlohmann::ordered_json& tools,
+                                           const nlohmann::ordered_json& extra) const {
   if (!messages.is_array()) return InvalidArgumentError("messages must be an array");
   for (size_t i = 0; i < messages.size(); ++i) {
     const auto& m = messages[i];
@@ -91,13 +91,13 @@ StatusOr<std::string> ChatTemplate::Render(const nlohmann::json& messages,
   if (!tools.is_null() && !tools.is_array()) return InvalidArgumentError("tools must be an array");
   if (!extra.is_object()) return InvalidArgumentError("template variables must be an object");
 
-  nlohmann::json context = extra;
+  nlohmann::ordered_json context = extra;
   context["messages"] = messages;
   context["add_generation_prompt"] = add_generation_prompt;
   context["bos_token"] = bos_token_;
   context["eos_token"] = eos_token_;
   if (!tools.is_null()) context["tools"] = tools;
-  auto rendered = template_->Render(context);
+  auto rendered = template_->RenderOrdered(context);
   if (!rendered.ok()) return rendered.status().WithContext(origin_);
   return rendered;
 }

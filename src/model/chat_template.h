@@ -31,11 +31,13 @@ class ChatTemplate {
 
   // `messages`: an array of objects with a string "role" (content a string, null or a list of
   // parts; tool_calls etc. passed through). `tools`: null or an array of tool schemas. `extra`:
-  // further template variables (e.g. date_string, enable_thinking). Bad messages and template
-  // errors (raise_exception) are InvalidArgument.
-  StatusOr<std::string> Render(const nlohmann::json& messages, bool add_generation_prompt,
-                               const nlohmann::json& tools = nullptr,
-                               const nlohmann::json& extra = nlohmann::json::object()) const;
+  // further template variables (e.g. date_string, enable_thinking). Ordered JSON keeps the keys
+  // in the caller's order, as Python dicts do, so tool schemas print as transformers prints
+  // them. Bad messages and template errors (raise_exception) are InvalidArgument.
+  StatusOr<std::string> Render(
+      const nlohmann::ordered_json& messages, bool add_generation_prompt,
+      const nlohmann::ordered_json& tools = nullptr,
+      const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;
 
   const std::string& bos_token() const { return bos_token_; }
   const std::string& eos_token() const { return eos_token_; }

@@ -1,5 +1,6 @@
 // jinja2's filters, with transformers' `tojson`. Filters that return generators in jinja2
-// (select, map, reverse, ...) return lists here: the same items when iterated or piped to `list`.
+// (select, map, unique, reverse, ...) return Iterator values: computed eagerly, but truthy even
+// when empty and without a length, as generators are.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -191,7 +192,7 @@ StatusOr<Value> FilterBatch(const Value& v, const CallArgs& args) {
     }
     out.push_back(Value::List(std::move(current)));
   }
-  return Value::List(std::move(out));
+  return Value::Iterator(std::move(out));
 }
 
 template <const char* kMethod>
@@ -259,6 +260,7 @@ StatusOr<Value> FilterFirst(const Value& v, const CallArgs& args) {
 
 StatusOr<Value> FilterLast(const Value& v, const CallArgs& args) {
   TANDEM_BIND("last");
+  if (v.kind() == Value::Kind::kIterator) return TypeError("'generator' object is not reversible");
   TANDEM_ASSIGN_OR_RETURN(const ValueList items, Iterate(v));
   if (items.empty()) return Value::Undefined("No last item, sequence was empty.");
   return items.back();
@@ -267,7 +269,7 @@ StatusOr<Value> FilterLast(const Value& v, const CallArgs& args) {
 StatusOr<Value> FilterFloat(const Value& v, const CallArgs& args) {
   TANDEM_BIND("float", "default");
   if (v.is_undefined()) return InvalidArgumentError(v.undefined_hint());
-  const Value fallback = Given(a[0]) ? a[0] : Value::Float(0.0);
+  Value fallback = Given(a[0]) ? a[0] : Value::Float(0.0);
   if (v.is_number()) return Value::Float(v.number());
   if (v.is_string()) {
     if (const std::optional<double> f = ParsePythonFloat(v.str())) return Value::Float(*f);
@@ -292,7 +294,11 @@ StatusOr<Value> FilterFormat(const Value& v, const CallArgs& args) {
 
 StatusOr<Value> FilterIndent(const Value& v, const CallArgs& args) {
   TANDEM_BIND("indent", "width", "first", "blank");
-  if (v.is_undefined()) return InvalidArgumentError(v.undefined_hint());  // jinja2 appends to it
+  // jinja2 appends "\n" to the input before converting it.
+  if (v.is_undefined()) return InvalidArgumentError(v.undefined_hint());
+  if (!v.is_string()) {
+    return TypeError("unsupported operand type(s) for +=: '" + TypeName(v) + "' and 'str'");
+  }
   std::string indention = "    ";
   if (a[0].is_string()) {
     indention = a[0].str();
@@ -318,7 +324,7 @@ StatusOr<Value> FilterIndent(const Value& v, const CallArgs& args) {
 StatusOr<Value> FilterInt(const Value& v, const CallArgs& args) {
   TANDEM_BIND("int", "default", "base");
   if (v.is_undefined()) return InvalidArgumentError(v.undefined_hint());
-  const Value fallback = Given(a[0]) ? a[0] : Value::Int(0);
+  Value fallback = Given(a[0]) ? a[0] : Value::Int(0);
   int64_t base = 10;
   if (Given(a[1])) {
     TANDEM_ASSIGN_OR_RETURN(base, IntArgument(a[1], "int", "base"));
@@ -346,11 +352,11 @@ StatusOr<Value> FilterInt(const Value& v, const CallArgs& args) {
 
 StatusOr<Value> FilterItems(const Value& v, const CallArgs& args) {
   TANDEM_BIND("items");
-  if (v.is_undefined()) return Value::List({});
+  if (v.is_undefined()) return Value::Iterator({});
   if (!v.is_dict()) return TypeError("Can only get item pairs from a mapping.");
   ValueList out;
   for (const auto& [key, value] : v.dict().items()) out.push_back(Value::Tuple({key, value}));
-  return Value::List(std::move(out));
+  return Value::Iterator(std::move(out));
 }
 
 StatusOr<Value> FilterJoin(const Value& v, const CallArgs& args) {
@@ -399,7 +405,7 @@ StatusOr<Value> FilterMap(const Value& v, const CallArgs& args) {
       out.push_back(mapped.is_undefined() && Given(fallback) && !fallback.is_none() ? fallback
                                                                                     : mapped);
     }
-    return Value::List(std::move(out));
+    return Value::Iterator(std::move(out));
   }
   if (!args.positional[0].is_string()) return TypeError("map filter name must be a string");
   const FilterFunction filter = FindFilter(args.positional[0].str());
@@ -411,7 +417,7 @@ StatusOr<Value> FilterMap(const Value& v, const CallArgs& args) {
     TANDEM_ASSIGN_OR_RETURN(Value mapped, filter(item, rest));
     out.push_back(std::move(mapped));
   }
-  return Value::List(std::move(out));
+  return Value::Iterator(std::move(out));
 }
 
 template <bool kMax>
@@ -446,7 +452,9 @@ StatusOr<Value> FilterReverse(const Value& v, const CallArgs& args) {
   if (v.is_string()) return Slice(v, Value::None(), Value::None(), Value::Int(-1));
   TANDEM_ASSIGN_OR_RETURN(ValueList items, Iterate(v));
   std::reverse(items.begin(), items.end());
-  return Value::List(std::move(items));
+  // reversed() of a sequence is an iterator; an iterator itself is reversed into a list.
+  if (v.kind() == Value::Kind::kIterator) return Value::List(std::move(items));
+  return Value::Iterator(std::move(items));
 }
 
 // Python's round(x, ndigits): correctly rounded, ties to even (printf rounds the same way).
@@ -492,13 +500,14 @@ StatusOr<Value> FilterSafe(const Value& v, const CallArgs& args) {
 // select / reject / selectattr / rejectattr.
 template <bool kSelect, bool kAttribute>
 StatusOr<Value> FilterSelect(const Value& v, const CallArgs& args) {
-  if (!Truthy(v)) return Value::List({});
+  if (!Truthy(v)) return Value::Iterator({});
   TANDEM_ASSIGN_OR_RETURN(const ValueList items, Iterate(v));
   size_t offset = 0;
   Value attribute;
   if (kAttribute) {
-    if (args.positional.empty())
+    if (args.positional.empty()) {
       return InvalidArgumentError("Missing parameter for attribute name");
+    }
     attribute = args.positional[0];
     offset = 1;
   }
@@ -524,7 +533,7 @@ StatusOr<Value> FilterSelect(const Value& v, const CallArgs& args) {
     }
     if (pass == kSelect) out.push_back(item);
   }
-  return Value::List(std::move(out));
+  return Value::Iterator(std::move(out));
 }
 
 StatusOr<Value> FilterSort(const Value& v, const CallArgs& args) {
@@ -633,10 +642,17 @@ StatusOr<Value> FilterTruncate(const Value& v, const CallArgs& args) {
     return InvalidArgumentError("expected length >= " + std::to_string(end_length) + ", got " +
                                 std::to_string(length));
   }
-  if (leeway < 0)
+  if (leeway < 0) {
     return InvalidArgumentError("expected leeway >= 0, got " + std::to_string(leeway));
-  const std::u32string s = DecodeUtf8(ToStr(v));
-  if (static_cast<int64_t>(s.size()) <= length + leeway) return Value::String(ToStr(v));
+  }
+  if (!v.is_string()) {
+    // jinja2 measures the value itself: a short enough list or dict comes back unchanged.
+    TANDEM_ASSIGN_OR_RETURN(const int64_t size, Length(v));
+    if (size <= length + leeway) return v;
+    return TypeError("truncate expects a string, got " + TypeName(v));
+  }
+  const std::u32string s = DecodeUtf8(v.str());
+  if (static_cast<int64_t>(s.size()) <= length + leeway) return v;
   std::u32string result = s.substr(0, static_cast<size_t>(length - end_length));
   if (!Truthy(a[1])) {
     const size_t space = result.rfind(U' ');
@@ -662,7 +678,7 @@ StatusOr<Value> FilterUnique(const Value& v, const CallArgs& args) {
     seen.push_back(key);
     out.push_back(item);
   }
-  return Value::List(std::move(out));
+  return Value::Iterator(std::move(out));
 }
 
 StatusOr<Value> FilterWordCount(const Value& v, const CallArgs& args) {

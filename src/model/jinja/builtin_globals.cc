@@ -14,7 +14,7 @@ namespace {
 // jinja2's sandbox refuses longer ranges.
 constexpr int64_t kMaxRange = 100000;
 
-StatusOr<Value> Range(CallArgs args) {
+StatusOr<Value> Range(const CallArgs& args) {
   if (!args.keyword.empty()) return TypeError("range() takes no keyword arguments");
   const size_t n = args.positional.size();
   if (n < 1 || n > 3) return TypeError("range expected 1 to 3 arguments, got " + std::to_string(n));
@@ -71,25 +71,25 @@ Status AddKeywords(const CallArgs& args, std::string_view function, Dict* out) {
   return OkStatus();
 }
 
-StatusOr<Value> MakeDict(CallArgs args) {
+StatusOr<Value> MakeDict(const CallArgs& args) {
   Dict dict;
   TANDEM_RETURN_IF_ERROR(AddKeywords(args, "dict", &dict));
   return Value::FromDict(std::move(dict));
 }
 
-StatusOr<Value> MakeNamespace(CallArgs args) {
+StatusOr<Value> MakeNamespace(const CallArgs& args) {
   auto object = std::make_shared<Object>();
   object->type = Object::Type::kNamespace;
   TANDEM_RETURN_IF_ERROR(AddKeywords(args, "namespace", &object->attributes));
   return Value::FromObject(std::move(object));
 }
 
-StatusOr<Value> RaiseException(CallArgs args) {
+StatusOr<Value> RaiseException(const CallArgs& args) {
   TANDEM_ASSIGN_OR_RETURN(const ValueList a, BindArguments("raise_exception", args, {"message"}));
   return InvalidArgumentError(ToStr(a[0]));
 }
 
-StatusOr<Value> StrftimeNow(CallArgs args) {
+StatusOr<Value> StrftimeNow(const CallArgs& args) {
   TANDEM_ASSIGN_OR_RETURN(const ValueList a, BindArguments("strftime_now", args, {"format"}));
   TANDEM_ASSIGN_OR_RETURN(const std::string format, StringArgument(a[0], "strftime_now", "format"));
   const std::time_t now = std::time(nullptr);

@@ -63,7 +63,8 @@ TANDEM_JINJA_SIMPLE_TEST(TestEscaped, "escaped", v.is_string() && v.safe())
 TANDEM_JINJA_SIMPLE_TEST(TestSequence, "sequence",
                          v.is_string() || v.is_sequence() || v.is_dict() || v.is_undefined())
 TANDEM_JINJA_SIMPLE_TEST(TestIterable, "iterable",
-                         v.is_string() || v.is_sequence() || v.is_dict() || v.is_undefined())
+                         v.is_string() || v.is_sequence() || v.is_dict() || v.is_undefined() ||
+                             v.kind() == Value::Kind::kIterator)
 TANDEM_JINJA_SIMPLE_TEST(TestCallable, "callable",
                          v.kind() == Value::Kind::kCallable || v.is_undefined())
 

@@ -158,7 +158,7 @@ StatusOr<ExprPtr> ExpressionParser::ParseCompare() {
   TANDEM_ASSIGN_OR_RETURN(ExprPtr first, ParseMath1());
   ExprPtr compare = MakeExpr(ExprKind::kCompare, line);
   compare->children.push_back(std::move(first));
-  static const std::pair<std::string_view, CompareOp> kOps[] = {
+  static constexpr std::pair<std::string_view, CompareOp> kOps[] = {
       {"==", CompareOp::kEq}, {"!=", CompareOp::kNe}, {"<", CompareOp::kLt},
       {"<=", CompareOp::kLe}, {">", CompareOp::kGt},  {">=", CompareOp::kGe}};
   while (true) {

@@ -1,5 +1,6 @@
 #include "model/jinja/formatting.h"
 
+#include <cinttypes>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -79,30 +80,30 @@ StatusOr<std::string> FormatNumber(const Value& v, const Spec& spec, char type) 
     if (v.kind() == Value::Kind::kFloat && !std::isfinite(d)) {
       return InvalidArgumentError("cannot convert float infinity or NaN to integer");
     }
-    const long long i =
-        v.is_int() ? static_cast<long long>(v.int_value()) : static_cast<long long>(std::trunc(d));
+    if (v.kind() == Value::Kind::kFloat && std::fabs(d) >= 9.2e18) {
+      return InvalidArgumentError("integer overflow");
+    }
+    const int64_t i = v.is_int() ? v.int_value() : static_cast<int64_t>(std::trunc(d));
+    // Python prints negative binary, octal and hex with a sign, not in two's complement.
+    uint64_t magnitude = i < 0 ? uint64_t{0} - static_cast<uint64_t>(i) : static_cast<uint64_t>(i);
     if (type == 'b') {
       std::string bits;
-      unsigned long long u =
-          i < 0 ? 0ULL - static_cast<unsigned long long>(i) : static_cast<unsigned long long>(i);
       do {
-        bits.insert(bits.begin(), static_cast<char>('0' + (u & 1)));
-        u >>= 1;
-      } while (u != 0);
+        bits.insert(bits.begin(), static_cast<char>('0' + (magnitude & 1)));
+        magnitude >>= 1;
+      } while (magnitude != 0);
       return (i < 0 ? "-" : (spec.sign == '+' ? "+" : "")) +
              std::string(spec.alternate ? "0b" : "") + bits;
     }
-    const char conversion = type == 'i' || type == 'u' ? 'd' : type;
-    const std::string format = "%" + flags + "ll" + conversion;
-    if (conversion == 'd') {
+    if (type == 'd' || type == 'i' || type == 'u') {
+      const std::string format = "%" + flags + PRId64;
       std::snprintf(buf, sizeof(buf), format.c_str(), i);
     } else {
-      // Python prints negative hex/octal with a sign, not in two's complement.
-      const unsigned long long magnitude =
-          i < 0 ? 0ULL - static_cast<unsigned long long>(i) : static_cast<unsigned long long>(i);
+      const std::string format =
+          "%" + flags + (type == 'x' ? PRIx64 : (type == 'X' ? PRIX64 : PRIo64));
       std::snprintf(buf, sizeof(buf), format.c_str(), magnitude);
       std::string text = buf;
-      if (conversion == 'o' && spec.alternate) text = "0o" + text.substr(text[0] == '0' ? 1 : 0);
+      if (type == 'o' && spec.alternate) text = "0o" + text.substr(text[0] == '0' ? 1 : 0);
       return (i < 0 ? "-" : "") + text;
     }
     return std::string(buf);
@@ -220,7 +221,9 @@ StatusOr<Value> PercentFormat(const Value& format, const Value& args) {
     }
     out += Pad(text, spec, '>');
   }
-  if (!used_mapping && mapping == nullptr && next < positional.size()) {
+  // Python skips this check when the argument has __getitem__ (a list or dict).
+  const bool subscriptable = args.is_dict() || args.kind() == Value::Kind::kList;
+  if (!used_mapping && !subscriptable && next < positional.size()) {
     return TypeError("not all arguments converted during string formatting");
   }
   return Value::String(std::move(out), safe);

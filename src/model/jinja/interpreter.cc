@@ -25,14 +25,10 @@ using ScopePtr = Scope*;
 
 enum class Flow { kNormal, kBreak, kContinue };
 
-// Prefixes the line unless an inner expression (a macro body) already did.
+// Prefixes the line to an error of a built-in operation, filter, test or function (template code
+// run by a macro names its own lines).
 Status Locate(int line, const Status& status) {
-  const std::string& message = status.message();
-  if (message.rfind("line ", 0) == 0 && message.size() > 5 && message[5] >= '0' &&
-      message[5] <= '9') {
-    return status;
-  }
-  return Status(status.code(), "line " + std::to_string(line) + ": " + message);
+  return Status(status.code(), "line " + std::to_string(line) + ": " + status.message());
 }
 
 template <typename T>
@@ -189,8 +185,34 @@ class Interpreter {
 
   StatusOr<Value> CallMacro(const std::string& name, const Parameters& parameters, const Body& body,
                             ScopePtr closure, CallArgs args) {
-    if (depth_ >= kMaxCallDepth) return InvalidArgumentError("maximum recursion depth exceeded");
+    if (depth_ >= kMaxCallDepth) {
+      return Locate(call_line_, InvalidArgumentError("maximum recursion depth exceeded"));
+    }
     const ScopePtr scope = NewScope(closure);
+    TANDEM_RETURN_IF_ERROR(
+        Locate(call_line_, BindMacroArguments(name, parameters, std::move(args), scope)));
+    for (size_t i = 0; i < parameters.names.size(); ++i) {
+      if (scope->vars.count(parameters.names[i]) != 0) continue;
+      if (parameters.defaults[i] != nullptr) {
+        TANDEM_ASSIGN_OR_RETURN(scope->vars[parameters.names[i]],
+                                Eval(*parameters.defaults[i], scope));
+      } else {
+        scope->vars[parameters.names[i]] =
+            Value::Undefined("parameter '" + parameters.names[i] + "' was not provided");
+      }
+    }
+    std::string out;
+    ++depth_;
+    const StatusOr<Flow> flow = ExecBody(body, scope, &out);
+    --depth_;
+    if (!flow.ok()) return flow.status();
+    return Value::String(std::move(out));
+  }
+
+  // Binds a macro's arguments as jinja2 does: extra positional arguments go to `varargs` and
+  // unknown keywords to `kwargs` when the body reads them, and are errors otherwise.
+  static Status BindMacroArguments(const std::string& name, const Parameters& parameters,
+                                   CallArgs args, Scope* scope) {
     const size_t n = parameters.names.size();
     ValueList varargs;
     std::vector<bool> given(n, false);
@@ -223,24 +245,9 @@ class Interpreter {
         return TypeError("macro '" + name + "' takes no keyword argument '" + key + "'");
       }
     }
-    for (size_t i = 0; i < n; ++i) {
-      if (given[i]) continue;
-      if (parameters.defaults[i] != nullptr) {
-        TANDEM_ASSIGN_OR_RETURN(scope->vars[parameters.names[i]],
-                                Eval(*parameters.defaults[i], scope));
-      } else {
-        scope->vars[parameters.names[i]] =
-            Value::Undefined("parameter '" + parameters.names[i] + "' was not provided");
-      }
-    }
     scope->vars["varargs"] = Value::Tuple(std::move(varargs));
     scope->vars["kwargs"] = Value::FromDict(std::move(kwargs));
-    std::string out;
-    ++depth_;
-    const StatusOr<Flow> flow = ExecBody(body, scope, &out);
-    --depth_;
-    if (!flow.ok()) return flow.status();
-    return Value::String(std::move(out));
+    return OkStatus();
   }
 
   // ---- expressions ---------------------------------------------------------------------------
@@ -286,12 +293,21 @@ class Interpreter {
     TANDEM_ASSIGN_OR_RETURN(const Value callee, Eval(*expr.children[0], scope));
     TANDEM_ASSIGN_OR_RETURN(CallArgs args, EvalArguments(expr.arguments, scope));
     if (caller != nullptr) args.keyword.emplace_back("caller", *caller);
-    if (callee.is_undefined())
+    if (callee.is_undefined()) {
       return Locate(expr.line, InvalidArgumentError(callee.undefined_hint()));
+    }
     if (callee.kind() != Value::Kind::kCallable) {
       return Locate(expr.line, TypeError("'" + TypeName(callee) + "' object is not callable"));
     }
-    return Locate(expr.line, callee.callable().function(std::move(args)));
+    if (!callee.callable().is_macro) {
+      return Locate(expr.line, callee.callable().function(std::move(args)));
+    }
+    // A macro locates the errors of its body itself, and its argument errors at this line.
+    const int saved_line = call_line_;
+    call_line_ = expr.line;
+    StatusOr<Value> result = callee.callable().function(std::move(args));
+    call_line_ = saved_line;
+    return result;
   }
 
   StatusOr<Value> EvalOptional(const ExprPtr& expr, ScopePtr scope) {
@@ -410,7 +426,8 @@ class Interpreter {
   }
 
   const Dict& context_;
-  int depth_ = 0;
+  int depth_ = 0;      // macro calls in progress
+  int call_line_ = 0;  // line of the innermost macro call being evaluated
   std::vector<std::unique_ptr<Scope>> scopes_;
 };
 

@@ -134,7 +134,11 @@ StatusOr<Value> Power(const Value& a, const Value& b) {
     if (a.number() == 0 && b.number() < 0) {
       return InvalidArgumentError("0.0 cannot be raised to a negative power");
     }
-    return Value::Float(std::pow(a.number(), b.number()));
+    const double result = std::pow(a.number(), b.number());
+    if (std::isinf(result) && std::isfinite(a.number()) && std::isfinite(b.number())) {
+      return InvalidArgumentError("(34, 'Numerical result out of range')");
+    }
+    return Value::Float(result);
   }
   return OperandError("** or pow()", a, b);
 }
@@ -325,11 +329,15 @@ StatusOr<bool> Contains(const Value& container, const Value& item) {
       return container.str().find(item.str()) != std::string::npos;
     case Value::Kind::kList:
     case Value::Kind::kTuple:
+    case Value::Kind::kIterator:
       for (const Value& v : container.items()) {
         if (Equals(v, item)) return true;
       }
       return false;
     case Value::Kind::kDict:
+      if (item.kind() == Value::Kind::kList || item.is_dict()) {
+        return TypeError("unhashable type: '" + TypeName(item) + "'");
+      }
       return container.dict().Find(item) != nullptr;
     default:
       return TypeError("argument of type '" + TypeName(container) + "' is not iterable");
@@ -340,8 +348,9 @@ StatusOr<Value> GetAttr(const Value& obj, std::string_view name) {
   switch (obj.kind()) {
     case Value::Kind::kUndefined:
       // Undefined raises AttributeError for dunder names, which jinja2 turns into Undefined.
-      if (name.size() > 1 && name.substr(0, 2) == "__")
+      if (name.size() > 1 && name.substr(0, 2) == "__") {
         return Value::Undefined(obj.undefined_hint());
+      }
       return UndefinedError(obj);
     case Value::Kind::kDict: {
       Value method;
@@ -389,19 +398,20 @@ StatusOr<Value> GetItem(const Value& obj, const Value& key) {
 
 StatusOr<Value> Slice(const Value& obj, const Value& start, const Value& stop, const Value& step) {
   if (obj.is_undefined()) return UndefinedError(obj);
+  // Slices compile to Python's own subscription in jinja2, so its TypeErrors surface.
+  if (!obj.is_string() && !obj.is_sequence()) {
+    if (obj.is_dict()) return TypeError("unhashable type: 'slice'");
+    return TypeError("'" + TypeName(obj) + "' object is not subscriptable");
+  }
   for (const Value* bound : {&start, &stop, &step}) {
     if (bound->is_undefined()) return UndefinedError(*bound);
-    // Python's TypeError, which jinja2's item access turns into Undefined.
     if (!bound->is_none() && !bound->is_int()) {
-      return Value::Undefined(ObjectTypeDescription(obj) + " has no element slice");
+      return TypeError("slice indices must be integers or None or have an __index__ method");
     }
   }
-  const auto given = [](const Value& v) { return v.is_int(); };
-  const int64_t step_value = given(step) ? step.int_value() : 1;
+  const int64_t step_value = step.is_int() ? step.int_value() : 1;
   if (step_value == 0) return InvalidArgumentError("slice step cannot be zero");
-  if (!obj.is_string() && !obj.is_sequence()) {
-    return Value::Undefined(ObjectTypeDescription(obj) + " has no element slice");
-  }
+  const auto given = [](const Value& v) { return v.is_int(); };
   const std::u32string cps = obj.is_string() ? DecodeUtf8(obj.str()) : std::u32string();
   const auto length = static_cast<int64_t>(obj.is_string() ? cps.size() : obj.items().size());
   const int64_t first = given(start) ? ClampBound(start.int_value(), length, step_value)
@@ -428,6 +438,7 @@ StatusOr<ValueList> Iterate(const Value& v) {
       return ValueList();
     case Value::Kind::kList:
     case Value::Kind::kTuple:
+    case Value::Kind::kIterator:
       return v.items();
     case Value::Kind::kDict: {
       ValueList keys;
@@ -439,7 +450,7 @@ StatusOr<ValueList> Iterate(const Value& v) {
       for (const char32_t c : DecodeUtf8(v.str())) {
         std::string s;
         AppendUtf8(c, &s);
-        chars.push_back(Value::String(std::move(s), v.safe()));
+        chars.push_back(Value::String(std::move(s)));  // Markup does not wrap __iter__
       }
       return chars;
     }

@@ -33,8 +33,8 @@ StatusOr<Value> GetAttr(const Value& obj, std::string_view name);
 // jinja2's `obj[key]`: a key or index first, then (for string keys) an attribute.
 StatusOr<Value> GetItem(const Value& obj, const Value& key);
 
-// Python's obj[start:stop:step] on a str, list or tuple; None bounds are absent, Undefined ones
-// an error, others make the result Undefined (jinja2 swallows the TypeError).
+// Python's obj[start:stop:step] on a str, list or tuple (None bounds are absent). Unlike `obj[key]`
+// jinja2 does not turn its errors into Undefined.
 StatusOr<Value> Slice(const Value& obj, const Value& start, const Value& stop, const Value& step);
 
 // The items a for loop visits: a list's or tuple's items, a dict's keys, a string's characters,

@@ -77,6 +77,12 @@ Value Value::Tuple(ValueList items) {
   return v;
 }
 
+Value Value::Iterator(ValueList items) {
+  Value v(Kind::kIterator);
+  v.data_ = std::make_shared<const ValueList>(std::move(items));
+  return v;
+}
+
 Value Value::FromDict(Dict dict) {
   Value v(Kind::kDict);
   v.data_ = std::make_shared<const Dict>(std::move(dict));
@@ -235,9 +241,9 @@ double Value::number() const {
 }
 
 const std::string& Value::undefined_hint() const {
-  static const std::string* const kMissing = new std::string("a required value is undefined");
+  static const std::string* const missing_hint = new std::string("a required value is undefined");
   const StringPtr* hint = std::get_if<StringPtr>(&data_);
-  return hint != nullptr ? **hint : *kMissing;
+  return hint != nullptr ? **hint : *missing_hint;
 }
 
 bool Truthy(const Value& v) {
@@ -258,6 +264,7 @@ bool Truthy(const Value& v) {
       return !v.items().empty();
     case Value::Kind::kDict:
       return v.dict().size() != 0;
+    case Value::Kind::kIterator:
     case Value::Kind::kObject:
     case Value::Kind::kCallable:
       return true;
@@ -283,6 +290,8 @@ std::string TypeName(const Value& v) {
       return "list";
     case Value::Kind::kTuple:
       return "tuple";
+    case Value::Kind::kIterator:
+      return "generator";
     case Value::Kind::kDict:
       return "dict";
     case Value::Kind::kObject:
@@ -333,8 +342,9 @@ std::string FormatFloat(double f) {
   }
   if (exponent < 0) return sign + "0." + std::string(-exponent - 1, '0') + digits;
   const size_t int_len = static_cast<size_t>(exponent) + 1;
-  if (digits.size() <= int_len)
+  if (digits.size() <= int_len) {
     return sign + digits + std::string(int_len - digits.size(), '0') + ".0";
+  }
   return sign + digits.substr(0, int_len) + "." + digits.substr(int_len);
 }
 
@@ -373,6 +383,8 @@ std::string Repr(const Value& v) {
       AppendSequenceRepr(v.items(), &out);
       return out + (v.items().size() == 1 ? ",)" : ")");
     }
+    case Value::Kind::kIterator:
+      return "<generator object>";
     case Value::Kind::kDict:
       return DictRepr(v.dict());
     case Value::Kind::kObject: {
@@ -460,6 +472,8 @@ bool Equals(const Value& a, const Value& b) {
       }
       return true;
     }
+    case Value::Kind::kIterator:
+      return &a.items() == &b.items();
     case Value::Kind::kObject:
       return &a.object() == &b.object();
     case Value::Kind::kCallable:

@@ -1,8 +1,9 @@
 // The values a template computes with, modelled on the Python objects jinja2 handles: Undefined,
-// None, bool, int, float, str (with markupsafe's "safe" mark), list, tuple, dict (insertion
-// ordered), objects with attributes (namespace(), the loop variable) and callables (macros,
-// globals, bound methods). Lists, tuples and dicts are immutable once built, as in jinja2's
-// immutable sandbox, so values share them; only a namespace's attributes change.
+// None, bool, int, float, str (with markupsafe's "safe" mark), list, tuple, the generators some
+// filters return, dict (insertion ordered), objects with attributes (namespace(), the loop
+// variable) and callables (macros, globals, bound methods). Lists, tuples and dicts are immutable
+// once built, as in jinja2's immutable sandbox, so values share them; only a namespace's attributes
+// change.
 //
 // Thread safety: a Value may be read from several threads unless it holds an Object (a namespace
 // or loop), which belongs to one render.
@@ -41,6 +42,7 @@ class Value {
     kString,
     kList,
     kTuple,
+    kIterator,  // a generator of jinja2's filters (select, map, ...): truthy, without a length
     kDict,
     kObject,
     kCallable,
@@ -57,6 +59,7 @@ class Value {
   static Value String(std::string s, bool safe = false);
   static Value List(ValueList items);
   static Value Tuple(ValueList items);
+  static Value Iterator(ValueList items);
   static Value FromDict(Dict dict);
   static Value FromObject(std::shared_ptr<Object> object);
   static Value FromCallable(std::string name,
@@ -84,6 +87,7 @@ class Value {
   double number() const;
   const std::string& str() const { return *std::get<StringPtr>(data_); }
   bool safe() const { return safe_; }
+  // A list's, tuple's or iterator's items.
   const ValueList& items() const { return *std::get<ListPtr>(data_); }
   const Dict& dict() const { return *std::get<DictPtr>(data_); }
   Object& object() const { return *std::get<ObjectPtr>(data_); }

@@ -258,6 +258,9 @@ TEST(JinjaFilterTest, SequenceFilters) {
        "{\"d\": {\"a\": 1}}", "[[1, 2], [3, 4], [5]]fallbackemptyNone"},
       {"{{ {'a': 1} | attr('items') is callable }}{{ 'x' | attr('upper') is callable }}", "",
        "TrueTrue"},
+      {"{% if [] | select %}a generator is truthy even when empty{% endif %}|{{ [] | select | list "
+       "| length }}|{{ [0] | map('string') | first }}",
+       "", "a generator is truthy even when empty|0|0"},
   });
 }
 
@@ -492,6 +495,8 @@ TEST(JinjaErrorTest, RuntimeErrorsAreWordedAsPythonWordsThem) {
   ExpectError("{% for x in none %}{% endfor %}", {"'NoneType' object is not iterable"});
   ExpectError("{% for a, b in [[1, 2, 3]] %}{% endfor %}", {"too many values to unpack"});
   ExpectError("{{ x | tojson }}", {"Object of type Undefined is not JSON serializable"});
+  ExpectError("{{ [1] | select | length }}", {"object of type 'generator' has no len()"});
+  ExpectError("{{ n[1:] }}", {"'NoneType' object is not subscriptable"}, R"({"n": null})");
   ExpectError("{{ 'x'() }}", {"'str' object is not callable"});
   ExpectError("{% set x = 5 %}{% set x.y = 1 %}", {"non-namespace object"});
   ExpectError("{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}",
@@ -552,6 +557,7 @@ TEST(JinjaTemplateTest, ConcurrentRendersShareOneTemplate) {
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   const Template& tmpl = **parsed;
   std::vector<std::thread> threads;
+  threads.reserve(8);
   std::vector<std::string> results(8);
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&tmpl, &results, t] {
