@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status_macros.h"
+#include "model/tokenizer/json_spec.h"
 #include "model/tokenizer/normalizer.h"
 #include "model/tokenizer/pre_tokenizer.h"
 #include "model/tokenizer/utf8.h"
@@ -13,19 +14,6 @@ namespace tandem::tokenizer {
 namespace {
 
 using Json = nlohmann::json;
-
-Status FieldError(std::string_view source, const std::string& field, std::string_view what) {
-  return InvalidArgumentError(std::string(source) + ": field '" + field + "' " + std::string(what));
-}
-
-Status ReadBool(const Json& object, const char* key, std::string_view source,
-                const std::string& path, bool* out) {
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return OkStatus();  // Keeps the default.
-  if (!it->is_boolean()) return FieldError(source, path + "." + key, "must be a boolean");
-  *out = it->get<bool>();
-  return OkStatus();
-}
 
 // The character before byte `end` of `text` (which must not be 0).
 char32_t CharBefore(std::string_view text, size_t end) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status_macros.h"
+#include "model/tokenizer/json_spec.h"
 #include "model/tokenizer/utf8.h"
 
 namespace tandem::tokenizer {
@@ -76,38 +77,6 @@ size_t Utf8Length(unsigned char lead) {
   if (lead >= 0xF0) return 4;
   if (lead >= 0xE0) return 3;
   return 2;
-}
-
-Status FieldError(std::string_view source, const std::string& field, std::string_view what) {
-  return InvalidArgumentError(std::string(source) + ": field '" + field + "' " + std::string(what));
-}
-
-const Json* FindField(const Json& object, const char* key) {
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-Status ReadBool(const Json& object, const char* key, std::string_view source, bool* out) {
-  const Json* value = FindField(object, key);
-  if (value == nullptr) return OkStatus();
-  if (!value->is_boolean()) {
-    return FieldError(source, std::string("model.") + key, "must be a boolean");
-  }
-  *out = value->get<bool>();
-  return OkStatus();
-}
-
-// A string field that may be absent or null (then empty).
-Status ReadOptionalString(const Json& object, const char* key, std::string_view source,
-                          std::string* out) {
-  const Json* value = FindField(object, key);
-  if (value == nullptr) return OkStatus();
-  if (!value->is_string()) {
-    return FieldError(source, std::string("model.") + key, "must be a string");
-  }
-  *out = value->get<std::string>();
-  return OkStatus();
 }
 
 }  // namespace
@@ -197,15 +166,15 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::Parse(const nlohmann::json& spec,
   }
 
   std::unique_ptr<BpeModel> model(new BpeModel());
-  TANDEM_RETURN_IF_ERROR(ReadBool(spec, "fuse_unk", source, &model->fuse_unk_));
-  TANDEM_RETURN_IF_ERROR(ReadBool(spec, "byte_fallback", source, &model->byte_fallback_));
-  TANDEM_RETURN_IF_ERROR(ReadBool(spec, "ignore_merges", source, &model->ignore_merges_));
-  TANDEM_RETURN_IF_ERROR(ReadOptionalString(spec, "continuing_subword_prefix", source,
+  TANDEM_RETURN_IF_ERROR(ReadBool(spec, "fuse_unk", source, "model", &model->fuse_unk_));
+  TANDEM_RETURN_IF_ERROR(ReadBool(spec, "byte_fallback", source, "model", &model->byte_fallback_));
+  TANDEM_RETURN_IF_ERROR(ReadBool(spec, "ignore_merges", source, "model", &model->ignore_merges_));
+  TANDEM_RETURN_IF_ERROR(ReadOptionalString(spec, "continuing_subword_prefix", source, "model",
                                             &model->continuing_subword_prefix_));
   TANDEM_RETURN_IF_ERROR(
-      ReadOptionalString(spec, "end_of_word_suffix", source, &model->end_of_word_suffix_));
+      ReadOptionalString(spec, "end_of_word_suffix", source, "model", &model->end_of_word_suffix_));
   std::string unk_token;
-  TANDEM_RETURN_IF_ERROR(ReadOptionalString(spec, "unk_token", source, &unk_token));
+  TANDEM_RETURN_IF_ERROR(ReadOptionalString(spec, "unk_token", source, "model", &unk_token));
 
   // Vocabulary.
   const Json* vocab = FindField(spec, "vocab");

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status_macros.h"
+#include "model/tokenizer/json_spec.h"
 #include "model/tokenizer/pre_tokenizer.h"
 #include "model/tokenizer/utf8.h"
 
@@ -12,49 +13,6 @@ namespace {
 using Json = nlohmann::json;
 
 constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD";  // U+FFFD
-
-Status FieldError(std::string_view source, const std::string& path, std::string_view what) {
-  return InvalidArgumentError(std::string(source) + ": field '" + path + "' " + std::string(what));
-}
-
-const Json* FindField(const Json& object, const char* key) {
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-Status ReadString(const Json& object, const char* key, std::string_view source,
-                  const std::string& path, std::string* out) {
-  const Json* value = FindField(object, key);
-  if (value == nullptr) return FieldError(source, path + "." + key, "is missing");
-  if (!value->is_string()) return FieldError(source, path + "." + key, "must be a string");
-  *out = value->get<std::string>();
-  return OkStatus();
-}
-
-Status ReadChar(const Json& object, const char* key, std::string_view source,
-                const std::string& path, char32_t* out) {
-  std::string text;
-  TANDEM_RETURN_IF_ERROR(ReadString(object, key, source, path, &text));
-  if (text.empty() || FindInvalidUtf8(text).has_value()) {
-    return FieldError(source, path + "." + key, "must be a single character");
-  }
-  size_t pos = 0;
-  *out = NextCodePoint(text, pos);
-  if (pos != text.size()) return FieldError(source, path + "." + key, "must be a single character");
-  return OkStatus();
-}
-
-Status ReadCount(const Json& object, const char* key, std::string_view source,
-                 const std::string& path, size_t* out) {
-  const Json* value = FindField(object, key);
-  if (value == nullptr) return FieldError(source, path + "." + key, "is missing");
-  if (!value->is_number_integer() || value->get<int64_t>() < 0) {
-    return FieldError(source, path + "." + key, "must be a non-negative integer");
-  }
-  *out = static_cast<size_t>(value->get<int64_t>());
-  return OkStatus();
-}
 
 class ByteLevelDecoder : public Decoder {
  public:
@@ -256,9 +214,7 @@ void AppendByteLevelBytes(std::string_view token, std::string& out) {
 
 StatusOr<std::unique_ptr<Decoder>> ParseDecoder(const nlohmann::json& spec, std::string_view source,
                                                 const std::string& path) {
-  if (!spec.is_object()) return FieldError(source, path, "must be an object");
-  std::string type;
-  TANDEM_RETURN_IF_ERROR(ReadString(spec, "type", source, path, &type));
+  TANDEM_ASSIGN_OR_RETURN(const std::string type, ReadComponentType(spec, source, path));
 
   if (type == "ByteLevel") return std::unique_ptr<Decoder>(new ByteLevelDecoder());
   if (type == "ByteFallback") return std::unique_ptr<Decoder>(new ByteFallbackDecoder());
@@ -288,11 +244,7 @@ StatusOr<std::unique_ptr<Decoder>> ParseDecoder(const nlohmann::json& spec, std:
     return std::unique_ptr<Decoder>(new StripDecoder(content, start, stop));
   }
   if (type == "Replace") {
-    const Json* pattern_spec = FindField(spec, "pattern");
-    if (pattern_spec == nullptr) return FieldError(source, path + ".pattern", "is missing");
-    TANDEM_ASSIGN_OR_RETURN(
-        SplitPattern pattern,
-        SplitPattern::Parse(*pattern_spec, std::string(source) + ": field '" + path + ".pattern'"));
+    TANDEM_ASSIGN_OR_RETURN(SplitPattern pattern, SplitPattern::FromField(spec, source, path));
     std::string content;
     TANDEM_RETURN_IF_ERROR(ReadString(spec, "content", source, path, &content));
     return std::unique_ptr<Decoder>(new ReplaceDecoder(std::move(pattern), std::move(content)));
@@ -305,18 +257,9 @@ StatusOr<std::unique_ptr<Decoder>> ParseDecoder(const nlohmann::json& spec, std:
     return std::unique_ptr<Decoder>(new BpeSuffixDecoder(std::move(suffix)));
   }
   if (type == "Sequence") {
-    const Json* steps = FindField(spec, "decoders");
-    if (steps == nullptr || !steps->is_array()) {
-      return FieldError(source, path + ".decoders", "must be an array");
-    }
-    std::vector<std::unique_ptr<Decoder>> parsed;
-    for (size_t i = 0; i < steps->size(); ++i) {
-      TANDEM_ASSIGN_OR_RETURN(
-          auto step,
-          ParseDecoder((*steps)[i], source, path + ".decoders[" + std::to_string(i) + "]"));
-      parsed.push_back(std::move(step));
-    }
-    return std::unique_ptr<Decoder>(new SequenceDecoder(std::move(parsed)));
+    TANDEM_ASSIGN_OR_RETURN(
+        auto steps, ParseSequenceSteps<Decoder>(spec, "decoders", source, path, ParseDecoder));
+    return std::unique_ptr<Decoder>(new SequenceDecoder(std::move(steps)));
   }
   return InvalidArgumentError(std::string(source) + ": unsupported decoder '" + type + "' (at " +
                               path + ")");

@@ -5,9 +5,11 @@
 
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "model/json_fields.h"
 #include "model/tokenizer/added_vocabulary.h"
 #include "model/tokenizer/bpe_model.h"
 #include "model/tokenizer/decoder.h"
+#include "model/tokenizer/json_spec.h"
 #include "model/tokenizer/normalizer.h"
 #include "model/tokenizer/post_processor.h"
 #include "model/tokenizer/pre_tokenizer.h"
@@ -17,47 +19,6 @@ namespace tandem::tokenizer {
 namespace {
 
 using Json = nlohmann::json;
-
-// The component under `key`, or nullptr when absent or null (= the component is not used).
-const Json* FindComponent(const Json& root, const char* key) {
-  auto it = root.find(key);
-  if (it == root.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-// Finds where a text that failed to parse stops being JSON: a SAX pass that accepts every event
-// and records the first error (nlohmann reports it to the handler rather than throwing).
-class JsonErrorFinder : public nlohmann::json_sax<Json> {
- public:
-  bool null() override { return true; }
-  bool boolean(bool) override { return true; }
-  bool number_integer(number_integer_t) override { return true; }
-  bool number_unsigned(number_unsigned_t) override { return true; }
-  bool number_float(number_float_t, const string_t&) override { return true; }
-  bool string(string_t&) override { return true; }
-  bool binary(binary_t&) override { return true; }
-  bool start_object(std::size_t) override { return true; }
-  bool key(string_t&) override { return true; }
-  bool end_object() override { return true; }
-  bool start_array(std::size_t) override { return true; }
-  bool end_array() override { return true; }
-  bool parse_error(std::size_t position, const std::string&,
-                   const nlohmann::detail::exception& error) override {
-    message_ = "at byte " + std::to_string(position) + ": " + error.what();
-    return false;
-  }
-  const std::string& message() const { return message_; }
-
- private:
-  std::string message_;
-};
-
-std::string DescribeJsonError(std::string_view text) {
-  JsonErrorFinder finder;
-  Json::sax_parse(text.begin(), text.end(), &finder, nlohmann::json::input_format_t::json,
-                  /*strict=*/true);
-  return finder.message();
-}
 
 // Per-thread working memory of Encode, reused so that a warm call allocates little beyond its
 // result.
@@ -86,38 +47,29 @@ StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Load(
 
 StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::FromJson(std::string_view json_text,
                                                              std::string_view source) {
-  const Json root = Json::parse(json_text.begin(), json_text.end(), /*cb=*/nullptr,
-                                /*allow_exceptions=*/false);
-  if (root.is_discarded()) {
-    return InvalidArgumentError(std::string(source) + ": not valid JSON " +
-                                DescribeJsonError(json_text));
-  }
-  if (!root.is_object()) {
-    return InvalidArgumentError(std::string(source) + ": top level must be a JSON object");
-  }
+  TANDEM_ASSIGN_OR_RETURN(const Json root, model::ParseJsonObject(json_text, source));
 
+  // A component that is absent or null is not used.
   std::unique_ptr<HfTokenizer> tokenizer(new HfTokenizer());
-  if (const Json* spec = FindComponent(root, "normalizer")) {
+  if (const Json* spec = FindField(root, "normalizer")) {
     TANDEM_ASSIGN_OR_RETURN(tokenizer->normalizer_, ParseNormalizer(*spec, source, "normalizer"));
   }
-  if (const Json* spec = FindComponent(root, "pre_tokenizer")) {
+  if (const Json* spec = FindField(root, "pre_tokenizer")) {
     TANDEM_ASSIGN_OR_RETURN(tokenizer->pre_tokenizer_,
                             ParsePreTokenizer(*spec, source, "pre_tokenizer"));
   }
-  const Json* model = FindComponent(root, "model");
-  if (model == nullptr) {
-    return InvalidArgumentError(std::string(source) + ": field 'model' is missing");
-  }
+  const Json* model = FindField(root, "model");
+  if (model == nullptr) return FieldError(source, "model", "is missing");
   TANDEM_ASSIGN_OR_RETURN(tokenizer->model_, BpeModel::Parse(*model, source));
-  const Json* added = FindComponent(root, "added_tokens");
+  const Json* added = FindField(root, "added_tokens");
   TANDEM_ASSIGN_OR_RETURN(tokenizer->added_,
                           AddedVocabulary::Parse(added != nullptr ? *added : Json(),
                                                  tokenizer->normalizer_.get(), source));
-  if (const Json* spec = FindComponent(root, "post_processor")) {
+  if (const Json* spec = FindField(root, "post_processor")) {
     TANDEM_ASSIGN_OR_RETURN(tokenizer->post_processor_,
                             ParsePostProcessor(*spec, source, "post_processor"));
   }
-  if (const Json* spec = FindComponent(root, "decoder")) {
+  if (const Json* spec = FindField(root, "decoder")) {
     TANDEM_ASSIGN_OR_RETURN(tokenizer->decoder_, ParseDecoder(*spec, source, "decoder"));
   }
 

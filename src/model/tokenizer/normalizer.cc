@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/status_macros.h"
+#include "model/tokenizer/json_spec.h"
 #include "model/tokenizer/pre_tokenizer.h"
 #include "model/tokenizer/utf8.h"
 
@@ -14,34 +15,6 @@ namespace tandem::tokenizer {
 namespace {
 
 using Json = nlohmann::json;
-
-Status FieldError(std::string_view source, const std::string& path, std::string_view what) {
-  return InvalidArgumentError(std::string(source) + ": field '" + path + "' " + std::string(what));
-}
-
-const Json* FindField(const Json& object, const char* key) {
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-Status ReadString(const Json& object, const char* key, std::string_view source,
-                  const std::string& path, std::string* out) {
-  const Json* value = FindField(object, key);
-  if (value == nullptr) return FieldError(source, path + "." + key, "is missing");
-  if (!value->is_string()) return FieldError(source, path + "." + key, "must be a string");
-  *out = value->get<std::string>();
-  return OkStatus();
-}
-
-Status ReadBool(const Json& object, const char* key, std::string_view source,
-                const std::string& path, bool* out) {
-  const Json* value = FindField(object, key);
-  if (value == nullptr) return OkStatus();  // Keeps the default.
-  if (!value->is_boolean()) return FieldError(source, path + "." + key, "must be a boolean");
-  *out = value->get<bool>();
-  return OkStatus();
-}
 
 // Code points below this are classified by InertTable; those above count as not inert.
 constexpr char32_t kInertTableEnd = 0x30000;
@@ -310,23 +283,12 @@ class SequenceNormalizer : public Normalizer {
 StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const nlohmann::json& spec,
                                                       std::string_view source,
                                                       const std::string& path) {
-  if (!spec.is_object()) return FieldError(source, path, "must be an object");
-  std::string type;
-  TANDEM_RETURN_IF_ERROR(ReadString(spec, "type", source, path, &type));
+  TANDEM_ASSIGN_OR_RETURN(const std::string type, ReadComponentType(spec, source, path));
 
   if (type == "Sequence") {
-    const Json* steps = FindField(spec, "normalizers");
-    if (steps == nullptr || !steps->is_array()) {
-      return FieldError(source, path + ".normalizers", "must be an array");
-    }
-    std::vector<std::unique_ptr<Normalizer>> parsed;
-    for (size_t i = 0; i < steps->size(); ++i) {
-      TANDEM_ASSIGN_OR_RETURN(
-          auto step,
-          ParseNormalizer((*steps)[i], source, path + ".normalizers[" + std::to_string(i) + "]"));
-      parsed.push_back(std::move(step));
-    }
-    return std::unique_ptr<Normalizer>(new SequenceNormalizer(std::move(parsed)));
+    TANDEM_ASSIGN_OR_RETURN(auto steps, ParseSequenceSteps<Normalizer>(spec, "normalizers", source,
+                                                                       path, ParseNormalizer));
+    return std::unique_ptr<Normalizer>(new SequenceNormalizer(std::move(steps)));
   }
   if (type == "NFC") {
     return std::unique_ptr<Normalizer>(new UnicodeNormalizer(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
@@ -357,11 +319,7 @@ StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const nlohmann::json& spec
     return std::unique_ptr<Normalizer>(new PrependNormalizer(std::move(prefix)));
   }
   if (type == "Replace") {
-    const Json* pattern_spec = FindField(spec, "pattern");
-    if (pattern_spec == nullptr) return FieldError(source, path + ".pattern", "is missing");
-    TANDEM_ASSIGN_OR_RETURN(
-        SplitPattern pattern,
-        SplitPattern::Parse(*pattern_spec, std::string(source) + ": field '" + path + ".pattern'"));
+    TANDEM_ASSIGN_OR_RETURN(SplitPattern pattern, SplitPattern::FromField(spec, source, path));
     std::string content;
     TANDEM_RETURN_IF_ERROR(ReadString(spec, "content", source, path, &content));
     return std::unique_ptr<Normalizer>(

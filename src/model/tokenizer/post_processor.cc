@@ -3,15 +3,12 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status_macros.h"
+#include "model/tokenizer/json_spec.h"
 
 namespace tandem::tokenizer {
 namespace {
 
 using Json = nlohmann::json;
-
-Status FieldError(std::string_view source, const std::string& path, std::string_view what) {
-  return InvalidArgumentError(std::string(source) + ": field '" + path + "' " + std::string(what));
-}
 
 // One piece of a template: a run of special-token ids, or the sequence itself.
 struct TemplatePiece {
@@ -144,18 +141,9 @@ StatusOr<std::unique_ptr<PostProcessor>> ParsePostProcessor(const nlohmann::json
   }
   if (type == "ByteLevel") return std::unique_ptr<PostProcessor>(new IdentityProcessor());
   if (type == "Sequence") {
-    auto steps = spec.find("processors");
-    if (steps == spec.end() || !steps->is_array()) {
-      return FieldError(source, path + ".processors", "must be an array");
-    }
-    std::vector<std::unique_ptr<PostProcessor>> parsed;
-    for (size_t i = 0; i < steps->size(); ++i) {
-      TANDEM_ASSIGN_OR_RETURN(
-          auto step,
-          ParsePostProcessor((*steps)[i], source, path + ".processors[" + std::to_string(i) + "]"));
-      parsed.push_back(std::move(step));
-    }
-    return std::unique_ptr<PostProcessor>(new SequenceProcessor(std::move(parsed)));
+    TANDEM_ASSIGN_OR_RETURN(auto steps, ParseSequenceSteps<PostProcessor>(
+                                            spec, "processors", source, path, ParsePostProcessor));
+    return std::unique_ptr<PostProcessor>(new SequenceProcessor(std::move(steps)));
   }
   return InvalidArgumentError(std::string(source) + ": unsupported post_processor '" + type +
                               "' (at " + path + ")");

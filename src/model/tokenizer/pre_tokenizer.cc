@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status_macros.h"
+#include "model/tokenizer/json_spec.h"
 #include "model/tokenizer/utf8.h"
 
 namespace tandem::tokenizer {
@@ -20,50 +21,6 @@ constexpr std::string_view kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 // Whitespace's pattern: the words and runs of punctuation it keeps.
 constexpr std::string_view kWhitespacePattern = R"(\w+|[^\w\s]+)";
-
-// ---- JSON access (errors name the file and the field) ----
-
-Status FieldError(std::string_view source, const std::string& path, std::string_view what) {
-  return InvalidArgumentError(std::string(source) + ": field '" + path + "' " + std::string(what));
-}
-
-const Json* FindField(const Json& object, const char* key) {
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-Status ReadBool(const Json& object, const char* key, std::string_view source,
-                const std::string& path, bool* out) {
-  const Json* value = FindField(object, key);
-  if (value == nullptr) return OkStatus();  // Keeps the default.
-  if (!value->is_boolean()) return FieldError(source, path + "." + key, "must be a boolean");
-  *out = value->get<bool>();
-  return OkStatus();
-}
-
-Status ReadString(const Json& object, const char* key, std::string_view source,
-                  const std::string& path, std::string* out) {
-  const Json* value = FindField(object, key);
-  if (value == nullptr) return FieldError(source, path + "." + key, "is missing");
-  if (!value->is_string()) return FieldError(source, path + "." + key, "must be a string");
-  *out = value->get<std::string>();
-  return OkStatus();
-}
-
-// A field holding exactly one character (Metaspace's replacement, a delimiter).
-Status ReadChar(const Json& object, const char* key, std::string_view source,
-                const std::string& path, char32_t* out) {
-  std::string text;
-  TANDEM_RETURN_IF_ERROR(ReadString(object, key, source, path, &text));
-  if (text.empty() || FindInvalidUtf8(text).has_value()) {
-    return FieldError(source, path + "." + key, "must be a single character");
-  }
-  size_t pos = 0;
-  *out = NextCodePoint(text, pos);
-  if (pos != text.size()) return FieldError(source, path + "." + key, "must be a single character");
-  return OkStatus();
-}
 
 // ---- Splitting, as NormalizedString::split does it ----
 
@@ -459,6 +416,13 @@ StatusOr<SplitPattern> SplitPattern::Parse(const nlohmann::json& spec, std::stri
   return InvalidArgumentError(std::string(where) + " has unknown pattern kind '" + kind + "'");
 }
 
+StatusOr<SplitPattern> SplitPattern::FromField(const nlohmann::json& spec, std::string_view source,
+                                               const std::string& path) {
+  const Json* pattern_spec = FindField(spec, "pattern");
+  if (pattern_spec == nullptr) return FieldError(source, path + ".pattern", "is missing");
+  return Parse(*pattern_spec, std::string(source) + ": field '" + path + ".pattern'");
+}
+
 SplitPattern SplitPattern::Literal(std::string text) {
   SplitPattern pattern;
   pattern.literal_ = std::move(text);
@@ -511,30 +475,16 @@ void SplitPattern::ReplaceAll(std::string_view text, std::string_view content,
 StatusOr<std::unique_ptr<PreTokenizer>> ParsePreTokenizer(const nlohmann::json& spec,
                                                           std::string_view source,
                                                           const std::string& path) {
-  if (!spec.is_object()) return FieldError(source, path, "must be an object");
-  std::string type;
-  TANDEM_RETURN_IF_ERROR(ReadString(spec, "type", source, path, &type));
+  TANDEM_ASSIGN_OR_RETURN(const std::string type, ReadComponentType(spec, source, path));
 
   if (type == "Sequence") {
-    const Json* steps = FindField(spec, "pretokenizers");
-    if (steps == nullptr || !steps->is_array()) {
-      return FieldError(source, path + ".pretokenizers", "must be an array");
-    }
-    std::vector<std::unique_ptr<PreTokenizer>> parsed;
-    for (size_t i = 0; i < steps->size(); ++i) {
-      TANDEM_ASSIGN_OR_RETURN(
-          auto step, ParsePreTokenizer((*steps)[i], source,
-                                       path + ".pretokenizers[" + std::to_string(i) + "]"));
-      parsed.push_back(std::move(step));
-    }
-    return std::unique_ptr<PreTokenizer>(new SequencePreTokenizer(std::move(parsed)));
+    TANDEM_ASSIGN_OR_RETURN(
+        auto steps,
+        ParseSequenceSteps<PreTokenizer>(spec, "pretokenizers", source, path, ParsePreTokenizer));
+    return std::unique_ptr<PreTokenizer>(new SequencePreTokenizer(std::move(steps)));
   }
   if (type == "Split") {
-    const Json* pattern_spec = FindField(spec, "pattern");
-    if (pattern_spec == nullptr) return FieldError(source, path + ".pattern", "is missing");
-    TANDEM_ASSIGN_OR_RETURN(
-        SplitPattern pattern,
-        SplitPattern::Parse(*pattern_spec, std::string(source) + ": field '" + path + ".pattern'"));
+    TANDEM_ASSIGN_OR_RETURN(SplitPattern pattern, SplitPattern::FromField(spec, source, path));
     const Json* behavior_spec = FindField(spec, "behavior");
     if (behavior_spec == nullptr) return FieldError(source, path + ".behavior", "is missing");
     TANDEM_ASSIGN_OR_RETURN(SplitBehavior behavior,

@@ -50,6 +50,10 @@ class SplitPattern {
  public:
   // `where` names the JSON location for error messages ("<file>: field 'x.pattern'").
   static StatusOr<SplitPattern> Parse(const nlohmann::json& spec, std::string_view where);
+  // The required field "pattern" of the component `spec` at `path`: "<source>: field
+  // '<path>.pattern' is missing", or the errors of Parse.
+  static StatusOr<SplitPattern> FromField(const nlohmann::json& spec, std::string_view source,
+                                          const std::string& path);
   static SplitPattern Literal(std::string text);
   static StatusOr<SplitPattern> FromRegex(std::string_view pattern);
 
