@@ -48,3 +48,13 @@ endif()
 option(TANDEM_TOKENIZERS "Build the tokenizers and the commands that use them"
        ${_tandem_tokenizers_default})
 message(STATUS "tandem: TOKENIZERS=${TANDEM_TOKENIZERS}")
+
+# The daemons: gRPC and protobuf (wire), Boost.Beast/Asio (HTTP), prometheus-cpp (metrics),
+# libsystemd (sd_notify).
+if(TANDEM_SERVICES)
+  find_package(Protobuf REQUIRED)
+  find_package(gRPC CONFIG REQUIRED)
+  find_package(prometheus-cpp CONFIG REQUIRED)
+  find_package(Boost 1.74 REQUIRED)
+  pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
+endif()

@@ -9,12 +9,19 @@ packages=(
   libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev libxxhash-dev
   libopenblas-dev
   libpcre2-dev libutf8proc-dev libsentencepiece-dev python3-jinja2
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  prometheus-cpp-dev libboost-dev libsystemd-dev curl
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+
+# Node.js and npm drive the OpenAI-client tests. The machine image ships them (NodeSource build,
+# npm bundled); Debian's own packages only where they are absent, since the two conflict.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if ((${#missing[@]})); then
   sudo_cmd=()
