@@ -33,3 +33,16 @@ if ((${#missing[@]})); then
 else
   echo "setup: all packages present"
 fi
+
+# The official OpenAI client for the integration tests (tests/integration/openai), at the exact
+# version package-lock.json pins. Reinstalled only when the lock file changed since the last run.
+openai_tests="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/integration/openai"
+lock_sum=$(sha256sum "$openai_tests/package-lock.json" | cut -d' ' -f1)
+stamp="$openai_tests/node_modules/.tandem-lock-sha256"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$lock_sum" ]]; then
+  echo "setup: npm packages present"
+else
+  echo "setup: npm ci in tests/integration/openai"
+  npm ci --prefix "$openai_tests" --no-audit --no-fund
+  echo "$lock_sum" >"$stamp"
+fi

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -70,10 +71,17 @@ class OutputStream {
       std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max());
   std::optional<RequestOutput> TryPop();
 
+  // Installs a callback that the producer runs after each Push, outside the stream's lock and on
+  // the engine thread, so it must be quick and must not block (a server wakes its delivery
+  // thread with it). Install at most once. Outputs pushed before it is installed do not trigger
+  // it: a consumer drains the stream once after installing.
+  void SetNotify(std::function<void()> notify);
+
  private:
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<RequestOutput> queue_;
+  std::function<void()> notify_;  // Set once under mu_; never changed afterwards.
 };
 
 class Engine {

@@ -5,6 +5,9 @@
 #include <functional>
 
 #include "cli/run_command.h"
+#ifdef TANDEM_HAVE_SERVE
+#include "cli/serve_command.h"
+#endif
 #ifdef TANDEM_HAVE_TOKENIZERS
 #include "cli/tokenize_command.h"
 #endif
@@ -13,6 +16,9 @@ int main(int argc, char** argv) {
   CLI::App app("tandem: disaggregated LLM serving", "tandem");
   app.require_subcommand(1);
   std::function<int()> run = tandem::cli::AddRunCommand(app);
+#ifdef TANDEM_HAVE_SERVE
+  std::function<int()> serve = tandem::cli::AddServeCommand(app);
+#endif
 #ifdef TANDEM_HAVE_TOKENIZERS
   std::function<int()> tokenize = tandem::cli::AddTokenizeCommand(app);
   std::function<int()> detokenize = tandem::cli::AddDetokenizeCommand(app);
@@ -29,6 +35,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (app.got_subcommand("run")) return run();
+#ifdef TANDEM_HAVE_SERVE
+  if (app.got_subcommand("serve")) return serve();
+#endif
 #ifdef TANDEM_HAVE_TOKENIZERS
   if (app.got_subcommand("tokenize")) return tokenize();
   if (app.got_subcommand("detokenize")) return detokenize();

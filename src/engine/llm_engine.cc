@@ -153,6 +153,7 @@ EngineStats LlmEngine::stats() const {
   s.blocks_available = blocks_available_;
   s.running = running_;
   s.waiting = waiting_;
+  s.queued_prefill_tokens = queued_prefill_tokens_;
   return s;
 }
 
@@ -171,10 +172,12 @@ void LlmEngine::Loop() {
     }
     for (auto& seq : arrived) {
       prompt_tokens_ += seq->num_prompt;
+      queued_prefill_tokens_ += seq->num_prompt;
       scheduler_.Add(std::move(seq));
     }
     for (RequestId id : cancels) {
       if (auto seq = scheduler_.Remove(id)) {
+        if (seq->num_output() == 0) queued_prefill_tokens_ -= seq->num_prompt;
         RequestOutput out;
         out.finished = true;
         out.finish_reason = FinishReason::kCancelled;
@@ -211,6 +214,7 @@ void LlmEngine::Finish(Sequence* seq, FinishReason reason, Status error) {
   out.error = std::move(error);
   out.prompt_tokens = seq->num_prompt;
   out.cached_prompt_tokens = seq->cached_prompt_tokens;
+  if (seq->num_output() == 0) queued_prefill_tokens_ -= seq->num_prompt;
   std::unique_ptr<Sequence> owned = scheduler_.Remove(seq->id);
   owned->stream->Push(std::move(out));
 }
@@ -288,7 +292,10 @@ bool LlmEngine::Postprocess(const ScheduledSequence& s, SequenceResult& result) 
   const GeneratedToken& tok = result.sampled;
   seq->tokens.push_back(tok.token);
   ++generated_tokens_;
-  if (seq->num_output() == 1) cached_prompt_tokens_ += seq->cached_prompt_tokens;
+  if (seq->num_output() == 1) {
+    cached_prompt_tokens_ += seq->cached_prompt_tokens;
+    queued_prefill_tokens_ -= seq->num_prompt;
+  }
 
   const SamplingParams& p = seq->request.sampling;
   FinishReason reason = FinishReason::kNone;

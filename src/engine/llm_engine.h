@@ -39,6 +39,9 @@ struct EngineStats {
   int blocks_available = 0;
   int running = 0;
   int waiting = 0;
+  // Prompt tokens of requests whose prefill has not finished yet (waiting or mid-prefill),
+  // the router's measure of queued prefill work (ARCHITECTURE §3 "Load report").
+  int64_t queued_prefill_tokens = 0;
 };
 
 class LlmEngine final : public Engine {
@@ -87,7 +90,7 @@ class LlmEngine final : public Engine {
   uint64_t next_id_ = 1;
 
   std::atomic<int64_t> steps_{0}, preemptions_{0}, prompt_tokens_{0}, cached_prompt_tokens_{0},
-      generated_tokens_{0};
+      generated_tokens_{0}, queued_prefill_tokens_{0};
   std::atomic<int> blocks_available_{0}, running_{0}, waiting_{0};
 
   std::thread thread_;  // Last: starts after every member it uses is built.

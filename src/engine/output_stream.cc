@@ -17,11 +17,20 @@ const char* FinishReasonName(FinishReason reason) {
 }
 
 void OutputStream::Push(RequestOutput output) {
+  // notify_ never changes once set, so calling it outside the lock is safe.
+  const std::function<void()>* notify = nullptr;
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(std::move(output));
+    if (notify_) notify = &notify_;
   }
   cv_.notify_one();
+  if (notify != nullptr) (*notify)();
+}
+
+void OutputStream::SetNotify(std::function<void()> notify) {
+  std::lock_guard<std::mutex> lock(mu_);
+  notify_ = std::move(notify);
 }
 
 std::optional<RequestOutput> OutputStream::Pop(std::chrono::steady_clock::time_point deadline) {

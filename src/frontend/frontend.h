@@ -1,0 +1,74 @@
+// Frontend: tandem-frontend assembled: the served model (tokenizer, chat template), the worker
+// pool and router, the OpenAI HTTP server, the gRPC Inference and Health services, metrics, and
+// the lifecycle: sd_notify READY once listening; on SIGTERM/SIGINT stop accepting, let requests
+// in flight finish within the drain deadline, sd_notify STOPPING, return.
+//
+// Thread safety: Create and Run are called from the main thread; Run blocks until drained.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <utility>  // Before Asio: Boost 1.74's awaitable.hpp needs std::exchange.
+
+#include <boost/asio.hpp>
+#include <grpcpp/grpcpp.h>
+
+#include "frontend/http_server.h"
+#include "frontend/inference_service.h"
+#include "frontend/metrics.h"
+#include "frontend/openai_api.h"
+#include "frontend/served_model.h"
+#include "frontend/worker_pool.h"
+#include "tandem/status.h"
+
+namespace tandem::frontend {
+
+struct FrontendOptions {
+  std::string host = "127.0.0.1";  // HTTP and gRPC bind address.
+  uint16_t port = 8000;            // HTTP port; 0 = ephemeral.
+  uint16_t grpc_port = 8001;       // gRPC Inference port; 0 = ephemeral.
+  std::string port_file;  // When set, receives {"http_port", "grpc_port", "metrics_port"}.
+  std::vector<std::string> workers;  // Worker gRPC endpoints (static discovery).
+  std::string model_dir;             // Tokenizer, chat template, generation_config.json.
+  std::string served_model_name;     // Empty: the model directory's base name.
+  std::optional<std::string> api_key;  // Bearer key required on /v1 when set.
+  std::string router_mode = "round-robin";
+  uint64_t max_body_size = 1 << 20;  // Larger request bodies get 413.
+  int drain_timeout_s = 30;          // How long SIGTERM waits for requests in flight.
+  int http_threads = 2;              // Asio threads serving HTTP and request strands.
+};
+
+class Frontend {
+ public:
+  static StatusOr<std::unique_ptr<Frontend>> Create(const FrontendOptions& options);
+  ~Frontend();
+
+  // Serves until SIGTERM/SIGINT, then drains. OK when every request finished in time.
+  Status Run();
+
+  uint16_t http_port() const { return http_->port(); }
+  int grpc_port() const { return grpc_port_; }
+
+ private:
+  explicit Frontend(const FrontendOptions& options) : options_(options) {}
+  Status WritePortFile() const;
+
+  const FrontendOptions options_;
+  std::unique_ptr<ServedModel> model_;
+  std::unique_ptr<FrontendMetrics> metrics_;
+  std::unique_ptr<WorkerPool> pool_;
+  boost::asio::io_context io_;
+  std::unique_ptr<OpenAiApi> api_;
+  std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<InferenceService> inference_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  int grpc_port_ = 0;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace tandem::frontend

@@ -1,0 +1,170 @@
+#include "frontend/generation.h"
+
+#include <spdlog/spdlog.h>
+
+#include <utility>
+
+namespace tandem::frontend {
+
+const char* FinishReasonName(v1::FinishReason reason) {
+  switch (reason) {
+    case v1::FINISH_REASON_STOP:
+      return "stop";
+    case v1::FINISH_REASON_LENGTH:
+      return "length";
+    default:
+      return "abort";
+  }
+}
+
+StatusOr<std::shared_ptr<Generation>> Generation::Start(const GenerationContext& context,
+                                                        GenerationInput input, Executor executor,
+                                                        std::shared_ptr<GenerationSink> sink) {
+  if (input.prompt_ids.empty()) return InvalidArgumentError("the prompt is empty");
+  std::optional<WorkerLease> lease = context.pool->Acquire();
+  if (!lease) return UnavailableError("no worker is available");
+  const v1::WorkerInfo& info = lease->info;
+  auto refuse = [&](Status s) {
+    context.pool->Release(lease->id);
+    return s;
+  };
+  if (info.vocab_size() > 0) {
+    for (int32_t id : input.prompt_ids) {
+      if (id < 0 || id >= info.vocab_size()) {
+        return refuse(InvalidArgumentError("token id " + std::to_string(id) +
+                                           " is outside the vocabulary (size " +
+                                           std::to_string(info.vocab_size()) + ")"));
+      }
+    }
+  }
+  const int64_t prompt_len = static_cast<int64_t>(input.prompt_ids.size());
+  const int64_t context_len = info.max_model_len();
+  if (context_len > 0) {
+    if (prompt_len >= context_len) {
+      return refuse(InvalidArgumentError(
+          "This model's maximum context length is " + std::to_string(context_len) +
+          " tokens. However, your prompt has " + std::to_string(prompt_len) +
+          " tokens, which leaves no room for a completion. Please reduce the prompt."));
+    }
+    if (!input.sampling.has_max_tokens()) {
+      input.sampling.set_max_tokens(static_cast<int32_t>(context_len - prompt_len));
+    } else if (prompt_len + input.sampling.max_tokens() > context_len) {
+      return refuse(InvalidArgumentError(
+          "This model's maximum context length is " + std::to_string(context_len) +
+          " tokens. However, you requested " +
+          std::to_string(prompt_len + input.sampling.max_tokens()) + " tokens (" +
+          std::to_string(prompt_len) + " in the prompt, " +
+          std::to_string(input.sampling.max_tokens()) +
+          " for the completion). Please reduce the prompt or max_tokens."));
+    }
+  }
+  std::shared_ptr<Generation> g(new Generation(context, std::move(input), std::move(*lease),
+                                               std::move(executor), std::move(sink)));
+  v1::GenerateRequest request;
+  request.set_request_id(g->input_.request_id);
+  request.mutable_prompt_tokens()->Add(g->input_.prompt_ids.begin(), g->input_.prompt_ids.end());
+  *request.mutable_sampling() = g->input_.sampling;
+  context.metrics->active_requests().Increment();
+  spdlog::debug("request routed request_id={} worker={} prompt_tokens={}", g->request_id(),
+                g->lease_.address, prompt_len);
+  // The callbacks hold the Generation until the call is done; they run on gRPC threads and
+  // only hop onto the executor.
+  g->call_ = GenerateCall::Start(
+      *g->lease_.stub, request,
+      {.on_response =
+           [g](v1::GenerateResponse&& r) {
+             g->executor_([g, r = std::move(r)] { g->OnResponse(r); });
+           },
+       .on_done = [g](const grpc::Status& s) { g->executor_([g, s] { g->OnDone(s); }); }});
+  return g;
+}
+
+Generation::Generation(const GenerationContext& context, GenerationInput input, WorkerLease lease,
+                       Executor executor, std::shared_ptr<GenerationSink> sink)
+    : context_(context),
+      input_(std::move(input)),
+      lease_(std::move(lease)),
+      executor_(std::move(executor)),
+      sink_(std::move(sink)),
+      text_(context.model->tokenizer(), input_.skip_special_tokens, input_.prompt_ids,
+            input_.stop) {}
+
+void Generation::Cancel() {
+  if (finished_) return;
+  finished_ = true;
+  sink_.reset();
+  if (call_) call_->Cancel();
+}
+
+void Generation::OnResponse(const v1::GenerateResponse& response) {
+  if (finished_) return;
+  const auto now = std::chrono::steady_clock::now();
+  const int n = response.tokens_size();
+  if (n > 0) {
+    if (!last_token_) {
+      context_.metrics->ObserveTimeToFirstToken(
+          std::chrono::duration<double>(now - input_.arrival).count());
+    } else {
+      const double gap = std::chrono::duration<double>(now - *last_token_).count() / n;
+      for (int i = 0; i < n; ++i) context_.metrics->ObserveInterTokenLatency(gap);
+    }
+    last_token_ = now;
+  }
+  GenerationDelta delta;
+  for (const v1::GeneratedToken& t : response.tokens()) {
+    delta.text_offsets.push_back(text_.emitted_bytes());
+    delta.tokens.push_back(t);
+    ++completion_tokens_;
+    delta.text += text_.Push(t.token());
+    if (text_.stopped()) break;
+  }
+  context_.metrics->AddGeneratedTokens(static_cast<double>(delta.tokens.size()));
+  v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
+  if (text_.stopped()) {
+    reason = v1::FINISH_REASON_STOP;
+    call_->Cancel();  // The worker stops and frees the request's blocks.
+  } else if (response.finished()) {
+    reason = response.finish_reason();
+    delta.text += text_.Finish();
+  }
+  if (!delta.text.empty() || !delta.tokens.empty()) sink_->OnDelta(std::move(delta));
+  if (reason != v1::FINISH_REASON_UNSPECIFIED) {
+    GenerationResult result;
+    result.finish_reason = reason;
+    Finish(std::move(result));
+  }
+}
+
+void Generation::OnDone(const grpc::Status& status) {
+  context_.pool->Release(lease_.id);
+  context_.metrics->active_requests().Decrement();
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE && completion_tokens_ == 0) {
+    context_.pool->MarkDown(lease_.id);
+  }
+  if (finished_) return;
+  GenerationResult result;
+  if (status.ok()) {
+    // The stream ended without a final message: end the text as it stands.
+    GenerationDelta delta;
+    delta.text = text_.Finish();
+    if (!delta.text.empty()) sink_->OnDelta(std::move(delta));
+    result.finish_reason = v1::FINISH_REASON_STOP;
+  } else {
+    const StatusCode code = static_cast<StatusCode>(status.error_code());
+    result.status = Status(code, status.error_message());
+    result.finish_reason = v1::FINISH_REASON_ERROR;
+    spdlog::warn("request failed on worker request_id={} worker={} error={}", input_.request_id,
+                 lease_.address, result.status.ToString());
+  }
+  Finish(std::move(result));
+}
+
+void Generation::Finish(GenerationResult result) {
+  finished_ = true;
+  result.prompt_tokens = prompt_tokens();
+  result.completion_tokens = completion_tokens_;
+  std::shared_ptr<GenerationSink> sink = std::move(sink_);
+  sink->OnFinish(result);
+}
+
+}  // namespace tandem::frontend

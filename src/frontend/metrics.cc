@@ -1,0 +1,59 @@
+#include "frontend/metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+namespace tandem::frontend {
+
+namespace {
+
+const prometheus::Histogram::BucketBoundaries& TtftBuckets() {
+  static const auto* b = new prometheus::Histogram::BucketBoundaries{
+      0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0};
+  return *b;
+}
+
+const prometheus::Histogram::BucketBoundaries& ItlBuckets() {
+  static const auto* b = new prometheus::Histogram::BucketBoundaries{
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0};
+  return *b;
+}
+
+}  // namespace
+
+FrontendMetrics::FrontendMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      requests_(prometheus::BuildCounter()
+                    .Name("tandem_frontend_requests_total")
+                    .Help("Requests answered, by endpoint and HTTP status")
+                    .Register(*registry_)),
+      ttft_(prometheus::BuildHistogram()
+                .Name("tandem_frontend_time_to_first_token_seconds")
+                .Help("Time from a request's arrival to its first generated token")
+                .Register(*registry_)
+                .Add({}, TtftBuckets())),
+      itl_(prometheus::BuildHistogram()
+               .Name("tandem_frontend_inter_token_latency_seconds")
+               .Help("Time between successive generated tokens of a request")
+               .Register(*registry_)
+               .Add({}, ItlBuckets())),
+      active_requests_(prometheus::BuildGauge()
+                           .Name("tandem_frontend_active_requests")
+                           .Help("Generation requests in progress")
+                           .Register(*registry_)
+                           .Add({})),
+      generated_tokens_(prometheus::BuildCounter()
+                            .Name("tandem_frontend_generated_tokens_total")
+                            .Help("Tokens generated for clients")
+                            .Register(*registry_)
+                            .Add({})) {}
+
+void FrontendMetrics::CountRequest(std::string_view endpoint, int status) {
+  requests_.Add({{"endpoint", std::string(endpoint)}, {"status", std::to_string(status)}})
+      .Increment();
+}
+
+std::string FrontendMetrics::Serialize() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace tandem::frontend

@@ -1,0 +1,45 @@
+// The frontend's Prometheus metrics (names per ARCHITECTURE §4) and their text exposition for
+// GET /metrics.
+//
+// Thread safety: prometheus-cpp metrics are thread-safe; every method may be called from any
+// thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+namespace tandem::frontend {
+
+class FrontendMetrics {
+ public:
+  FrontendMetrics();
+  FrontendMetrics(const FrontendMetrics&) = delete;
+  FrontendMetrics& operator=(const FrontendMetrics&) = delete;
+
+  // One finished HTTP (or gRPC) request; `endpoint` e.g. "/v1/chat/completions".
+  void CountRequest(std::string_view endpoint, int status);
+  void ObserveTimeToFirstToken(double seconds) { ttft_.Observe(seconds); }
+  void ObserveInterTokenLatency(double seconds) { itl_.Observe(seconds); }
+  void AddGeneratedTokens(double n) { generated_tokens_.Increment(n); }
+  prometheus::Gauge& active_requests() { return active_requests_; }
+
+  // The Prometheus text format (version 0.0.4) of every metric.
+  std::string Serialize() const;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;  // Shared: prometheus-cpp's API hands it out so.
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Histogram& ttft_;
+  prometheus::Histogram& itl_;
+  prometheus::Gauge& active_requests_;
+  prometheus::Counter& generated_tokens_;
+};
+
+}  // namespace tandem::frontend

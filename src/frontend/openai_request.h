@@ -1,0 +1,45 @@
+// Parsing and validation of OpenAI request bodies (POST /v1/chat/completions and
+// /v1/completions) into an OpenAiRequest. Unknown fields are ignored, null means absent, and
+// every error is InvalidArgument with a message naming the field (`param` receives its name).
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tandem/status.h"
+#include "tandem/v1/common.pb.h"
+
+namespace tandem::frontend {
+
+enum class ApiKind { kChat, kCompletion };
+
+struct OpenAiRequest {
+  ApiKind kind = ApiKind::kChat;
+  std::string model;  // Empty when the client left it out.
+  // Chat: the messages (ordered: the template sees the client's key order) and tools.
+  nlohmann::ordered_json messages;
+  nlohmann::ordered_json tools;  // null when absent.
+  // Completions: the prompt, as text or as token ids.
+  std::optional<std::string> prompt_text;
+  std::vector<int32_t> prompt_ids;
+  // Sampling as given (fields the client set are set); max_tokens among them.
+  v1::SamplingParams sampling;
+  std::vector<std::string> stop;
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+  // Chat: logprobs true; completions: logprobs N. top_logprobs in sampling.
+  bool logprobs = false;
+  bool skip_special_tokens = true;  // Extension (vLLM's name).
+};
+
+StatusOr<OpenAiRequest> ParseOpenAiRequest(ApiKind kind, std::string_view body,
+                                           std::string* param);
+
+}  // namespace tandem::frontend

@@ -1,0 +1,87 @@
+#include "worker/worker_metrics.h"
+
+namespace tandem::worker {
+namespace {
+
+prometheus::Gauge& SimpleGauge(prometheus::Registry& registry, const std::string& name,
+                               const std::string& help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
+}
+
+}  // namespace
+
+WorkerMetrics::WorkerMetrics(prometheus::Registry& registry)
+    : requests_family_(prometheus::BuildCounter()
+                           .Name("tandem_worker_requests_total")
+                           .Help("Generate calls by how they ended")
+                           .Register(registry)),
+      requests_stop_(requests_family_.Add({{"status", "stop"}})),
+      requests_length_(requests_family_.Add({{"status", "length"}})),
+      requests_cancelled_(requests_family_.Add({{"status", "cancelled"}})),
+      requests_error_(requests_family_.Add({{"status", "error"}})),
+      requests_invalid_(requests_family_.Add({{"status", "invalid"}})),
+      requests_unavailable_(requests_family_.Add({{"status", "unavailable"}})),
+      generated_tokens_(prometheus::BuildCounter()
+                            .Name("tandem_worker_generated_tokens_total")
+                            .Help("Tokens streamed to clients")
+                            .Register(registry)
+                            .Add({})),
+      active_requests_(
+          SimpleGauge(registry, "tandem_worker_active_requests", "Open Generate calls")),
+      waiting_requests_(SimpleGauge(registry, "tandem_worker_waiting_requests",
+                                    "Requests waiting for admission to the batch")),
+      queued_prefill_tokens_(SimpleGauge(registry, "tandem_worker_queued_prefill_tokens",
+                                         "Prompt tokens of requests whose prefill has not "
+                                         "finished")),
+      blocks_family_(prometheus::BuildGauge()
+                         .Name("tandem_kvcache_blocks")
+                         .Help("KV cache blocks by tier and state")
+                         .Register(registry)),
+      blocks_free_(blocks_family_.Add({{"tier", "device"}, {"state", "free"}})),
+      blocks_used_(blocks_family_.Add({{"tier", "device"}, {"state", "used"}})),
+      ttft_(prometheus::BuildHistogram()
+                .Name("tandem_worker_time_to_first_token_seconds")
+                .Help("From a Generate call's arrival to its first token")
+                .Register(registry)
+                .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                                 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+                                                                 10, 30})),
+      duration_(prometheus::BuildHistogram()
+                    .Name("tandem_worker_request_duration_seconds")
+                    .Help("From a Generate call's arrival to its last token")
+                    .Register(registry)
+                    .Add({}, prometheus::Histogram::BucketBoundaries{
+                                 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120})) {}
+
+void WorkerMetrics::CountRequest(CallOutcome outcome) {
+  switch (outcome) {
+    case CallOutcome::kStop:
+      requests_stop_.Increment();
+      return;
+    case CallOutcome::kLength:
+      requests_length_.Increment();
+      return;
+    case CallOutcome::kCancelled:
+      requests_cancelled_.Increment();
+      return;
+    case CallOutcome::kError:
+      requests_error_.Increment();
+      return;
+    case CallOutcome::kInvalid:
+      requests_invalid_.Increment();
+      return;
+    case CallOutcome::kUnavailable:
+      requests_unavailable_.Increment();
+      return;
+  }
+}
+
+void WorkerMetrics::Update(const engine::EngineStats& stats, int active_requests) {
+  active_requests_.Set(active_requests);
+  waiting_requests_.Set(stats.waiting);
+  queued_prefill_tokens_.Set(static_cast<double>(stats.queued_prefill_tokens));
+  blocks_free_.Set(stats.blocks_available);
+  blocks_used_.Set(stats.blocks_total - stats.blocks_available);
+}
+
+}  // namespace tandem::worker

@@ -1,0 +1,53 @@
+// The worker's Prometheus metrics. Counters and histograms are updated where events happen
+// (the dispatcher thread, gRPC threads); gauges are set from engine stats by a periodic task.
+//
+// Thread safety: every method is thread-safe (prometheus-cpp metrics are).
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "engine/llm_engine.h"
+#include "tandem/engine.h"
+
+namespace tandem::worker {
+
+// How a Generate call ended, the `status` label of tandem_worker_requests_total.
+enum class CallOutcome { kStop, kLength, kCancelled, kError, kInvalid, kUnavailable };
+
+class WorkerMetrics {
+ public:
+  // Registers the worker's families in `registry`, which must outlive this object.
+  explicit WorkerMetrics(prometheus::Registry& registry);
+  WorkerMetrics(const WorkerMetrics&) = delete;
+  WorkerMetrics& operator=(const WorkerMetrics&) = delete;
+
+  void CountRequest(CallOutcome outcome);
+  void AddGeneratedTokens(int n) { generated_tokens_.Increment(n); }
+  void ObserveTimeToFirstToken(double seconds) { ttft_.Observe(seconds); }
+  void ObserveRequestDuration(double seconds) { duration_.Observe(seconds); }
+  // Gauges from a snapshot of the engine plus the worker's open Generate calls.
+  void Update(const engine::EngineStats& stats, int active_requests);
+
+ private:
+  prometheus::Family<prometheus::Counter>& requests_family_;
+  prometheus::Counter& requests_stop_;
+  prometheus::Counter& requests_length_;
+  prometheus::Counter& requests_cancelled_;
+  prometheus::Counter& requests_error_;
+  prometheus::Counter& requests_invalid_;
+  prometheus::Counter& requests_unavailable_;
+  prometheus::Counter& generated_tokens_;
+  prometheus::Gauge& active_requests_;
+  prometheus::Gauge& waiting_requests_;
+  prometheus::Gauge& queued_prefill_tokens_;
+  prometheus::Family<prometheus::Gauge>& blocks_family_;
+  prometheus::Gauge& blocks_free_;
+  prometheus::Gauge& blocks_used_;
+  prometheus::Histogram& ttft_;
+  prometheus::Histogram& duration_;
+};
+
+}  // namespace tandem::worker

@@ -1,0 +1,80 @@
+// A daemon under test: started with posix_spawn on 127.0.0.1 with ephemeral ports and a port
+// file, waited for (port file, then grpc.health.v1 SERVING), signalled, reaped. The destructor
+// kills it if it still runs (Mooncake's process handler).
+//
+// Thread safety: one thread drives a DaemonProcess.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "tandem/status.h"
+
+namespace tandem::testing {
+
+using Clock = std::chrono::steady_clock;
+
+// Polls `ready` (every few milliseconds) until it returns true or `timeout` passes; true when it
+// became true. For conditions that nothing can signal, such as a file appearing.
+template <typename Predicate>
+bool WaitFor(Predicate ready, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (!ready()) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+class DaemonProcess {
+ public:
+  // Starts `binary` with `args` plus --port-file (in a fresh temporary directory), waits for the
+  // port file and for the health service to report SERVING, each within `timeout`.
+  static StatusOr<std::unique_ptr<DaemonProcess>> Start(
+      const std::string& binary, std::vector<std::string> args,
+      std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  ~DaemonProcess();
+  DaemonProcess(const DaemonProcess&) = delete;
+  DaemonProcess& operator=(const DaemonProcess&) = delete;
+
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_port_; }
+  std::string grpc_address() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+  // What the daemon wrote to stderr so far.
+  std::string log() const;
+
+  void Signal(int sig);
+  // Waits for the process to exit; its exit code (128 + signal when killed), or nullopt at the
+  // timeout.
+  std::optional<int> WaitExit(std::chrono::milliseconds timeout);
+
+  // "SERVING", "NOT_SERVING", ... or the RPC error's message.
+  std::string HealthStatus();
+
+ private:
+  DaemonProcess(pid_t pid, std::filesystem::path dir) : pid_(pid), dir_(std::move(dir)) {}
+  // Reaps the process if it exited; true when it did.
+  bool Reap();
+
+  pid_t pid_;
+  std::filesystem::path dir_;
+  std::optional<int> exit_code_;
+  int grpc_port_ = 0;
+  int metrics_port_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+// GET http://127.0.0.1:port/path; the body, or an error.
+StatusOr<std::string> HttpGet(int port, const std::string& path);
+
+}  // namespace tandem::testing
