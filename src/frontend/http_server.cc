@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <chrono>
 #include <utility>
 
@@ -43,13 +44,8 @@ void HttpSession::ReadHeader() {
 
 void HttpSession::OnHeader(beast::error_code ec) {
   if (ec == http::error::body_limit) {  // Content-Length announced beyond the limit.
-    in_request_ = true;
-    state_.busy++;
-    keep_alive_ = false;
-    handler_.HandleUnreadable(413,
-                              "the request body exceeds the limit of " +
-                                  std::to_string(options_.max_body_size) + " bytes",
-                              shared_from_this());
+    Refuse(413, "the request body exceeds the limit of " +
+                    std::to_string(options_.max_body_size) + " bytes");
     return;
   }
   if (ec) {
@@ -58,23 +54,15 @@ void HttpSession::OnHeader(beast::error_code ec) {
       Close();
       return;
     }
-    in_request_ = true;
-    state_.busy++;
-    keep_alive_ = false;
-    handler_.HandleUnreadable(400, "malformed HTTP request: " + ec.message(), shared_from_this());
+    Refuse(400, "malformed HTTP request: " + ec.message());
     return;
   }
   const auto& req = parser_->get();
   version_ = req.version();
   // Refuse an announced oversized body before the client sends it.
   if (parser_->content_length() && *parser_->content_length() > options_.max_body_size) {
-    in_request_ = true;
-    state_.busy++;
-    keep_alive_ = false;
-    handler_.HandleUnreadable(413,
-                              "the request body exceeds the limit of " +
-                                  std::to_string(options_.max_body_size) + " bytes",
-                              shared_from_this());
+    Refuse(413, "the request body exceeds the limit of " +
+                    std::to_string(options_.max_body_size) + " bytes");
     return;
   }
   if (beast::iequals(req[http::field::expect], "100-continue")) {
@@ -90,6 +78,13 @@ void HttpSession::OnHeader(beast::error_code ec) {
   ReadBody();
 }
 
+void HttpSession::Refuse(int status, std::string message) {
+  in_request_ = true;
+  state_.busy++;
+  keep_alive_ = false;
+  handler_.HandleUnreadable(status, std::move(message), shared_from_this());
+}
+
 void HttpSession::ReadBody() {
   http::async_read(stream_, buffer_, *parser_,
                    [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -99,13 +94,8 @@ void HttpSession::ReadBody() {
 
 void HttpSession::OnBody(beast::error_code ec) {
   if (ec == http::error::body_limit) {
-    in_request_ = true;
-    state_.busy++;
-    keep_alive_ = false;
-    handler_.HandleUnreadable(413,
-                              "the request body exceeds the limit of " +
-                                  std::to_string(options_.max_body_size) + " bytes",
-                              shared_from_this());
+    Refuse(413, "the request body exceeds the limit of " +
+                    std::to_string(options_.max_body_size) + " bytes");
     return;
   }
   if (ec) {
@@ -114,10 +104,7 @@ void HttpSession::OnBody(beast::error_code ec) {
       Close();
       return;
     }
-    in_request_ = true;
-    state_.busy++;
-    keep_alive_ = false;
-    handler_.HandleUnreadable(400, "malformed HTTP request: " + ec.message(), shared_from_this());
+    Refuse(400, "malformed HTTP request: " + ec.message());
     return;
   }
   HttpRequest req = parser_->release();
@@ -144,6 +131,10 @@ void HttpSession::Watch() {
 void HttpSession::OnWatch(beast::error_code ec, size_t n) {
   watching_ = false;
   if (closed_) return;
+  if (lingering_) {
+    Linger();
+    return;
+  }
   if (!ec) {
     buffer_.commit(n);  // Pipelined bytes of the next request.
     if (in_request_) {
@@ -238,7 +229,12 @@ void HttpSession::FinishResponse() {
   if (!keep_alive_) {
     beast::error_code ignored;
     stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-    Close();
+    lingering_ = true;
+    if (watching_) {
+      stream_.socket().cancel();  // OnWatch goes on lingering.
+    } else {
+      Linger();
+    }
     return;
   }
   if (watching_) {
@@ -246,6 +242,24 @@ void HttpSession::FinishResponse() {
   } else {
     ReadHeader();
   }
+}
+
+void HttpSession::Linger() {
+  // Closing a socket with unread request bytes makes the kernel reset the connection, and a
+  // client still sending its body (the one refused with 413, say) then loses the response already
+  // sent. Read and drop what it sends until it closes, within a bounded time and size.
+  constexpr size_t kMaxLingerBytes = 64 << 20;
+  stream_.expires_after(std::chrono::seconds(5));
+  auto scratch = std::make_shared<std::array<char, 16384>>();
+  stream_.async_read_some(asio::buffer(*scratch),
+                          [self = shared_from_this(), scratch](beast::error_code ec, size_t n) {
+                            self->lingered_bytes_ += n;
+                            if (ec || self->lingered_bytes_ > kMaxLingerBytes) {
+                              self->Close();
+                            } else {
+                              self->Linger();
+                            }
+                          });
 }
 
 void HttpSession::Close() {

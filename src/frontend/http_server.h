@@ -94,6 +94,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void WriteNext();
   void OnWrite(beast::error_code ec);
   void FinishResponse();
+  // A request refused before its body was read (413, malformed): answered, then the connection
+  // closes.
+  void Refuse(int status, std::string message);
+  // Drains what the client still sends after the last response, then closes.
+  void Linger();
   void Close();
   std::string StatusLine(int status) const;
 
@@ -111,6 +116,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool keep_alive_ = true;
   bool chunked_ = false;
   bool closed_ = false;
+  bool lingering_ = false;      // Answered the last request; draining the client before closing.
+  size_t lingered_bytes_ = 0;
   unsigned version_ = 11;
   std::function<void()> on_disconnect_;
 };
