@@ -464,21 +464,23 @@ TEST_F(FrontendTest, NoWorkerIsServiceUnavailable) {
 }
 
 TEST_F(FrontendTest, SigtermLetsStreamsFinish) {
+  // Issue 4: SIGTERM during 16 streaming requests lets them finish.
+  constexpr int kStreams = 16;
   auto f = StartFrontend({});
   ASSERT_NE(f, nullptr);
   std::vector<std::thread> clients;
-  std::vector<HttpResult> results(4);
-  for (int i = 0; i < 4; ++i) {
+  std::vector<HttpResult> results(kStreams);
+  for (int i = 0; i < kStreams; ++i) {
     clients.emplace_back([&, i] {
       HttpClient c(f->metrics_port());
-      results[i] = c.Post("/v1/chat/completions", Chat(48, /*stream=*/true));
+      results[i] = c.Post("/v1/chat/completions", Chat(200, /*stream=*/true));
     });
   }
   // Signal once every stream is under way.
   ASSERT_TRUE(WaitFor(
       [&] {
         auto m = HttpGet(f->metrics_port(), "/metrics");
-        return m.ok() && MetricValue(*m, "tandem_frontend_active_requests") == 4;
+        return m.ok() && MetricValue(*m, "tandem_frontend_active_requests") == kStreams;
       },
       seconds(20)));
   f->Signal(SIGTERM);
