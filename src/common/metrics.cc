@@ -1,74 +1,110 @@
 #include "common/metrics.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <prometheus/exposer.h>
 #include <prometheus/registry.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <prometheus/text_serializer.h>
 
-#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <chrono>
-#include <exception>
 #include <thread>
 #include <utility>
-#include <vector>
 
 namespace tandem {
 
-MetricsServer::MetricsServer(std::string host, std::shared_ptr<prometheus::Registry> registry,
-                             std::unique_ptr<prometheus::Exposer> exposer, int port)
-    : host_(std::move(host)),
-      registry_(std::move(registry)),
-      exposer_(std::move(exposer)),
-      port_(port) {}
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
 
-MetricsServer::~MetricsServer() {
-  // civetweb's listener polls in 2 s rounds and only notices the stop request between them, so a
-  // plain shutdown takes up to 2 s. A connection wakes the poll at once: keep connecting until
-  // the exposer is gone.
-  std::atomic<bool> stopped{false};
-  std::thread waker([&] {
-    while (!stopped) {
-      const int fd = socket(AF_INET, SOCK_STREAM, 0);
-      if (fd >= 0) {
-        sockaddr_in addr = {};
-        addr.sin_family = AF_INET;
-        addr.sin_port = htons(static_cast<uint16_t>(port_));
-        // Its own host when given as an IPv4 address, else loopback (0.0.0.0 accepts it).
-        if (inet_pton(AF_INET, host_.c_str(), &addr.sin_addr) != 1 ||
-            addr.sin_addr.s_addr == htonl(INADDR_ANY)) {
-          addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        }
-        connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-        close(fd);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  });
-  exposer_.reset();
-  stopped = true;
-  waker.join();
-}
+struct MetricsServer::Impl {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor{io};
+  std::thread thread;
+};
+
+namespace {
+
+// One scrape: read a request, answer it, close.
+class Scrape : public std::enable_shared_from_this<Scrape> {
+ public:
+  Scrape(asio::ip::tcp::socket socket, const MetricsServer& server)
+      : stream_(std::move(socket)), server_(server) {}
+
+  void Start() {
+    stream_.expires_after(std::chrono::seconds(10));
+    http::async_read(stream_, buffer_, request_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (!ec) self->Answer();
+                     });
+  }
+
+ private:
+  void Answer() {
+    const bool found = request_.target() == "/metrics" || request_.target().starts_with("/metrics?");
+    response_.version(request_.version());
+    response_.keep_alive(false);
+    response_.result(found ? http::status::ok : http::status::not_found);
+    response_.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    response_.body() = found ? server_.Serialize() : "not found\n";
+    response_.prepare_payload();
+    http::async_write(stream_, response_,
+                      [self = shared_from_this()](beast::error_code, size_t) {
+                        beast::error_code ignored;
+                        self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send,
+                                                        ignored);
+                      });
+  }
+
+  beast::tcp_stream stream_;
+  const MetricsServer& server_;
+  beast::flat_buffer buffer_;
+  http::request<http::string_body> request_;
+  http::response<http::string_body> response_;
+};
+
+}  // namespace
+
+MetricsServer::MetricsServer(std::unique_ptr<Impl> impl, int port)
+    : impl_(std::move(impl)), registry_(std::make_shared<prometheus::Registry>()), port_(port) {}
 
 StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(const std::string& host, int port) {
   if (port < 0 || port > 65535) {
     return InvalidArgumentError("metrics port " + std::to_string(port) + " is out of range");
   }
   const std::string address = host + ":" + std::to_string(port);
-  std::unique_ptr<prometheus::Exposer> exposer;
-  // civetweb reports a failed bind by throwing from the exposer's constructor.
-  try {
-    exposer = std::make_unique<prometheus::Exposer>(address, /*num_threads=*/2);
-  } catch (const std::exception& e) {
-    return UnavailableError("cannot serve metrics on " + address + ": " + e.what());
-  }
-  const std::vector<int> ports = exposer->GetListeningPorts();
-  if (ports.empty()) return UnavailableError("cannot serve metrics on " + address);
-  auto registry = std::make_shared<prometheus::Registry>();
-  exposer->RegisterCollectable(registry);
-  return std::unique_ptr<MetricsServer>(
-      new MetricsServer(host, std::move(registry), std::move(exposer), ports.front()));
+  beast::error_code ec;
+  const asio::ip::address ip = asio::ip::make_address(host, ec);
+  if (ec) return InvalidArgumentError("metrics host '" + host + "' is not an IP address");
+  auto impl = std::make_unique<Impl>();
+  const asio::ip::tcp::endpoint endpoint(ip, static_cast<uint16_t>(port));
+  impl->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl->acceptor.bind(endpoint, ec);
+  if (!ec) impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return UnavailableError("cannot serve metrics on " + address + ": " + ec.message());
+  const int bound = impl->acceptor.local_endpoint().port();
+  std::unique_ptr<MetricsServer> server(new MetricsServer(std::move(impl), bound));
+  server->Accept();
+  Impl* raw = server->impl_.get();
+  raw->thread = std::thread([raw] { raw->io.run(); });
+  return server;
+}
+
+void MetricsServer::Accept() {
+  impl_->acceptor.async_accept([this](beast::error_code ec, asio::ip::tcp::socket socket) {
+    if (ec) return;  // Closed: the server is stopping.
+    std::make_shared<Scrape>(std::move(socket), *this)->Start();
+    Accept();
+  });
+}
+
+std::string MetricsServer::Serialize() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+MetricsServer::~MetricsServer() {
+  impl_->io.stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
 }
 
 }  // namespace tandem

@@ -1,5 +1,10 @@
-// Prometheus metrics of a daemon: one registry, served over HTTP at /metrics (prometheus-cpp's
-// exposer). Metric names follow `tandem_<component>_<what>_<unit>` (ARCHITECTURE §4).
+// Prometheus metrics of a daemon: one registry, served over HTTP at /metrics by a small
+// Boost.Asio server on its own thread. Metric names follow `tandem_<component>_<what>_<unit>`
+// (ARCHITECTURE §4).
+//
+// prometheus-cpp's own exposer (civetweb) is not used: civetweb starts its threads with a fixed
+// 100 KiB stack, too small once libcublasLt's static TLS is in the process, and its listener
+// notices a stop only every 2 s.
 //
 // Thread safety: registry() and the metrics built from it are thread-safe (prometheus-cpp).
 #pragma once
@@ -10,7 +15,6 @@
 #include "tandem/status.h"
 
 namespace prometheus {
-class Exposer;
 class Registry;
 }  // namespace prometheus
 
@@ -28,14 +32,16 @@ class MetricsServer {
   prometheus::Registry& registry() { return *registry_; }
   int port() const { return port_; }
 
- private:
-  MetricsServer(std::string host, std::shared_ptr<prometheus::Registry> registry,
-                std::unique_ptr<prometheus::Exposer> exposer, int port);
+  // The registry in Prometheus' text format.
+  std::string Serialize() const;
 
-  std::string host_;
-  // Shared: the exposer holds the registry weakly (prometheus-cpp's RegisterCollectable API).
+ private:
+  struct Impl;
+  MetricsServer(std::unique_ptr<Impl> impl, int port);
+  void Accept();
+
+  std::unique_ptr<Impl> impl_;
   std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
   int port_;
 };
 

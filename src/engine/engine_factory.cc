@@ -7,6 +7,9 @@
 #include "common/status_macros.h"
 #include "engine/cpu/cpu_model_runner.h"
 #include "engine/rope.h"
+#ifdef TANDEM_HAVE_CUDA
+#include "engine/cuda/cuda_model_runner.h"
+#endif
 
 namespace tandem::engine {
 namespace {
@@ -14,33 +17,56 @@ namespace {
 using RunnerFactory = std::function<StatusOr<std::unique_ptr<ModelRunner>>(
     const model::ModelConfig&, const model::WeightSource&, const BackendOptions&)>;
 
+// The pool size: options.num_blocks, or as many blocks of `per_block` bytes as kv_cache_bytes
+// holds.
+StatusOr<int> NumBlocks(const model::ModelConfig& config, const BackendOptions& options,
+                        size_t per_block) {
+  if (options.num_blocks > 0) return options.num_blocks;
+  // Never more blocks than the longest sequence needs 64 times over: a tiny model must not
+  // allocate the whole budget.
+  const int64_t cap = 64 * ((MaxModelLen(config) + options.block_size - 1) / options.block_size);
+  const int num_blocks =
+      static_cast<int>(std::min<int64_t>(cap, options.kv_cache_bytes / per_block));
+  if (num_blocks < 1) {
+    return InvalidArgumentError("kv cache budget of " + std::to_string(options.kv_cache_bytes) +
+                                " bytes holds no block of " + std::to_string(per_block) + " bytes");
+  }
+  return num_blocks;
+}
+
 StatusOr<std::unique_ptr<ModelRunner>> CreateCpuRunner(const model::ModelConfig& config,
                                                        const model::WeightSource& weights,
                                                        const BackendOptions& options) {
   cpu::CpuRunnerOptions cpu_options;
   cpu_options.block_size = options.block_size;
-  cpu_options.num_blocks = options.num_blocks;
-  if (cpu_options.num_blocks == 0) {
-    const size_t per_block = cpu::CpuModelRunner::KvBytesPerBlock(config, options.block_size);
-    // Never more blocks than the longest sequence needs 64 times over: a tiny model must not
-    // allocate the whole budget.
-    const int64_t cap = 64 * ((MaxModelLen(config) + options.block_size - 1) / options.block_size);
-    cpu_options.num_blocks =
-        static_cast<int>(std::min<int64_t>(cap, options.kv_cache_bytes / per_block));
-    if (cpu_options.num_blocks < 1) {
-      return InvalidArgumentError("kv cache budget of " + std::to_string(options.kv_cache_bytes) +
-                                  " bytes holds no block of " + std::to_string(per_block) +
-                                  " bytes");
-    }
-  }
-  TANDEM_ASSIGN_OR_RETURN(auto runner,
-                          cpu::CpuModelRunner::Create(config, weights, cpu_options));
+  TANDEM_ASSIGN_OR_RETURN(
+      cpu_options.num_blocks,
+      NumBlocks(config, options, cpu::CpuModelRunner::KvBytesPerBlock(config, options.block_size)));
+  TANDEM_ASSIGN_OR_RETURN(auto runner, cpu::CpuModelRunner::Create(config, weights, cpu_options));
   return std::unique_ptr<ModelRunner>(std::move(runner));
 }
+
+#ifdef TANDEM_HAVE_CUDA
+StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(const model::ModelConfig& config,
+                                                        const model::WeightSource& weights,
+                                                        const BackendOptions& options) {
+  cuda::CudaRunnerOptions cuda_options;
+  cuda_options.block_size = options.block_size;
+  TANDEM_ASSIGN_OR_RETURN(cuda_options.num_blocks, NumBlocks(config, options,
+                                                             cuda::CudaModelRunner::KvBytesPerBlock(
+                                                                 config, options.block_size)));
+  TANDEM_ASSIGN_OR_RETURN(auto runner,
+                          cuda::CudaModelRunner::Create(config, weights, cuda_options));
+  return std::unique_ptr<ModelRunner>(std::move(runner));
+}
+#endif
 
 const std::map<std::string, RunnerFactory>& Registry() {
   static const auto* registry = new std::map<std::string, RunnerFactory>{
       {"cpu", CreateCpuRunner},
+#ifdef TANDEM_HAVE_CUDA
+      {"cuda", CreateCudaRunner},
+#endif
   };
   return *registry;
 }
@@ -79,8 +105,8 @@ StatusOr<std::unique_ptr<ModelRunner>> CreateModelRunner(const model::ModelConfi
   if (it == registry.end()) {
     std::string names;
     for (const auto& name : AvailableBackends()) names += (names.empty() ? "" : ", ") + name;
-    return InvalidArgumentError("unknown backend '" + options.backend + "' (available: " +
-                                names + ")");
+    return InvalidArgumentError("unknown backend '" + options.backend + "' (available: " + names +
+                                ")");
   }
   if (options.block_size < 1 || options.block_size > 1024) {
     return InvalidArgumentError("block size must be in [1, 1024]");

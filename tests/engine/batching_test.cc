@@ -1,5 +1,5 @@
-// Continuous batching, prefix reuse and preemption on the CPU backend: none of them may change
-// what a request produces.
+// Continuous batching, prefix reuse and preemption on every backend (cpu, and cuda where a device
+// is present): none of them may change what a request produces.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -38,20 +38,42 @@ std::vector<GenerateRequest> MixedRequests(int max_tokens = 12) {
   return requests;
 }
 
-std::vector<Completion> RunAlone(const std::vector<GenerateRequest>& requests) {
-  auto engine = MakeEngine(Model());
+// The suites run once per backend; cuda instances skip without a device.
+class PerBackend : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "cuda" && !CudaDeviceAvailable()) GTEST_SKIP() << "no cuda device";
+  }
+  BackendOptions Backend(int num_blocks = 0) const {
+    BackendOptions b;
+    b.backend = GetParam();
+    b.num_blocks = num_blocks;
+    return b;
+  }
+  // Logits of the same tokens computed in different batches: fp32 on cpu, bf16 on cuda.
+  float LogitsTolerance() const { return GetParam() == "cpu" ? 1e-4f : 2e-2f; }
+};
+
+using BatchingTest = PerBackend;
+using PrefixReuseTest = PerBackend;
+using PreemptionTest = PerBackend;
+using EngineTest = PerBackend;
+
+std::vector<Completion> RunAlone(const std::vector<GenerateRequest>& requests,
+                                 const BackendOptions& backend) {
+  auto engine = MakeEngine(Model(), backend);
   std::vector<Completion> out;
   for (const auto& r : requests) out.push_back(RunAll(*engine, {r})[0]);
   return out;
 }
 
-TEST(BatchingTest, RequestAloneAndInBatchOfEightGiveIdenticalTokens) {
+TEST_P(BatchingTest, RequestAloneAndInBatchOfEightGiveIdenticalTokens) {
   SCOPED_TRACE("seed " + std::to_string(kSeed));
   const auto requests = MixedRequests();
-  const auto alone = RunAlone(requests);
+  const auto alone = RunAlone(requests, Backend());
   EngineOptions options;
   options.enable_prefix_caching = false;
-  auto engine = MakeEngine(Model(), {}, options);
+  auto engine = MakeEngine(Model(), Backend(), options);
   const auto batched = RunAll(*engine, requests);
   ASSERT_EQ(batched.size(), alone.size());
   for (size_t i = 0; i < alone.size(); ++i) {
@@ -60,12 +82,12 @@ TEST(BatchingTest, RequestAloneAndInBatchOfEightGiveIdenticalTokens) {
   }
 }
 
-TEST(BatchingTest, SameSeedGivesSameTokensDifferentSeedDiffers) {
+TEST_P(BatchingTest, SameSeedGivesSameTokensDifferentSeedDiffers) {
   std::mt19937 rng(kSeed);
   GenerateRequest r = Greedy(RandomPrompt(rng, 20), 32);
   r.sampling.temperature = 1.0f;
   r.sampling.seed = 7;
-  auto engine = MakeEngine(Model());
+  auto engine = MakeEngine(Model(), Backend());
   GenerateRequest other = r;
   other.sampling.seed = 8;
   const auto done = RunAll(*engine, {r, r, other});
@@ -73,7 +95,7 @@ TEST(BatchingTest, SameSeedGivesSameTokensDifferentSeedDiffers) {
   EXPECT_NE(done[0].tokens, done[2].tokens);
 }
 
-TEST(PrefixReuseTest, ReusedPrefixGivesSameLogitsAsNoReuse) {
+TEST_P(PrefixReuseTest, ReusedPrefixGivesSameLogitsAsNoReuse) {
   std::mt19937 rng(kSeed + 1);
   const std::vector<int32_t> shared = RandomPrompt(rng, 80);
   std::vector<int32_t> second = shared;
@@ -83,53 +105,52 @@ TEST(PrefixReuseTest, ReusedPrefixGivesSameLogitsAsNoReuse) {
   GenerateRequest b = Greedy(second, 16);
   b.prompt_logits = PromptLogits::kLast;
 
-  auto cached_engine = MakeEngine(Model());
+  auto cached_engine = MakeEngine(Model(), Backend());
   RunAll(*cached_engine, {a});
   const Completion reused = RunAll(*cached_engine, {b})[0];
   EXPECT_EQ(reused.cached_prompt_tokens, 80) << "the 5 full blocks of the shared prefix";
 
   EngineOptions no_cache;
   no_cache.enable_prefix_caching = false;
-  auto plain_engine = MakeEngine(Model(), {}, no_cache);
+  auto plain_engine = MakeEngine(Model(), Backend(), no_cache);
   const Completion fresh = RunAll(*plain_engine, {b})[0];
   EXPECT_EQ(fresh.cached_prompt_tokens, 0);
 
   ASSERT_EQ(reused.logits.size(), fresh.logits.size());
   ASSERT_EQ(reused.logits_rows, 1);
   for (size_t i = 0; i < fresh.logits.size(); ++i) {
-    EXPECT_NEAR(reused.logits[i], fresh.logits[i], 1e-4f * (1.0f + std::abs(fresh.logits[i])));
+    EXPECT_NEAR(reused.logits[i], fresh.logits[i],
+                LogitsTolerance() * (1.0f + std::abs(fresh.logits[i])));
   }
   EXPECT_EQ(reused.tokens, fresh.tokens);
 }
 
-TEST(PrefixReuseTest, FullyCachedPromptStillRecomputesItsLastToken) {
+TEST_P(PrefixReuseTest, FullyCachedPromptStillRecomputesItsLastToken) {
   std::mt19937 rng(kSeed + 2);
   const std::vector<int32_t> prompt = RandomPrompt(rng, 64);  // Exactly 4 blocks.
-  auto engine = MakeEngine(Model());
+  auto engine = MakeEngine(Model(), Backend());
   const Completion first = RunAll(*engine, {Greedy(prompt, 8)})[0];
   const Completion again = RunAll(*engine, {Greedy(prompt, 8)})[0];
   EXPECT_EQ(again.cached_prompt_tokens, 48);
   EXPECT_EQ(again.tokens, first.tokens);
 }
 
-TEST(PrefixReuseTest, CacheSaltSeparatesRequests) {
+TEST_P(PrefixReuseTest, CacheSaltSeparatesRequests) {
   std::mt19937 rng(kSeed + 3);
   GenerateRequest r = Greedy(RandomPrompt(rng, 40), 2);
-  auto engine = MakeEngine(Model());
+  auto engine = MakeEngine(Model(), Backend());
   RunAll(*engine, {r});
   r.cache_salt = "tenant-b";
   EXPECT_EQ(RunAll(*engine, {r})[0].cached_prompt_tokens, 0);
 }
 
-TEST(PreemptionTest, TooSmallPoolStillCompletesEveryRequestWithSameTokens) {
+TEST_P(PreemptionTest, TooSmallPoolStillCompletesEveryRequestWithSameTokens) {
   SCOPED_TRACE("seed " + std::to_string(kSeed));
   // Every request grows by 3 to 4 blocks while it decodes: the batch needs about 50 blocks at
   // its peak, and 16 force preemption by recompute.
   const auto requests = MixedRequests(50);
-  const auto alone = RunAlone(requests);
-  BackendOptions backend;
-  backend.num_blocks = 16;
-  auto engine = MakeEngine(Model(), backend);
+  const auto alone = RunAlone(requests, Backend());
+  auto engine = MakeEngine(Model(), Backend(/*num_blocks=*/16));
   const auto batched = RunAll(*engine, requests);
   ASSERT_EQ(batched.size(), alone.size());
   for (size_t i = 0; i < alone.size(); ++i) {
@@ -141,14 +162,13 @@ TEST(PreemptionTest, TooSmallPoolStillCompletesEveryRequestWithSameTokens) {
       << "every block back in the pool, have " << engine->stats().blocks_available;
 }
 
-TEST(EngineTest, RejectsBadRequestsWithoutSideEffects) {
-  auto engine = MakeEngine(Model());
+TEST_P(EngineTest, RejectsBadRequestsWithoutSideEffects) {
+  auto engine = MakeEngine(Model(), Backend());
   EXPECT_EQ(engine->Submit(Greedy({}, 4)).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(engine->Submit(Greedy({1, 256}, 4)).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(engine->Submit(Greedy({1, -1}, 4)).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(engine->Submit(Greedy({1, 2}, 0)).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(engine->Submit(Greedy({1, 2}, 100000)).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Submit(Greedy({1, 2}, 100000)).status().code(), StatusCode::kInvalidArgument);
   GenerateRequest bad = Greedy({1, 2}, 4);
   bad.sampling.top_p = 0.0f;
   EXPECT_EQ(engine->Submit(bad).status().code(), StatusCode::kInvalidArgument);
@@ -156,8 +176,8 @@ TEST(EngineTest, RejectsBadRequestsWithoutSideEffects) {
   EXPECT_EQ(RunAll(*engine, {Greedy({1, 2, 3}, 4)})[0].tokens.size(), 4u);
 }
 
-TEST(EngineTest, StopsOnStopTokenAndEos) {
-  auto engine = MakeEngine(Model());
+TEST_P(EngineTest, StopsOnStopTokenAndEos) {
+  auto engine = MakeEngine(Model(), Backend());
   const Completion free_run = RunAll(*engine, {Greedy({5, 6, 7}, 10)})[0];
   ASSERT_EQ(free_run.tokens.size(), 10u);
   GenerateRequest r = Greedy({5, 6, 7}, 10);
@@ -168,8 +188,8 @@ TEST(EngineTest, StopsOnStopTokenAndEos) {
   EXPECT_EQ(stopped.tokens.back(), free_run.tokens[3]);
 }
 
-TEST(EngineTest, CancelEndsRequestAndFreesBlocks) {
-  auto engine = MakeEngine(Model());
+TEST_P(EngineTest, CancelEndsRequestAndFreesBlocks) {
+  auto engine = MakeEngine(Model(), Backend());
   const int total = engine->stats().blocks_total;
   auto submitted = engine->Submit(Greedy({5, 6, 7}, 400));
   ASSERT_TRUE(submitted.ok());
@@ -181,6 +201,14 @@ TEST(EngineTest, CancelEndsRequestAndFreesBlocks) {
   EXPECT_TRUE(WaitUntil([&] { return engine->stats().blocks_available == total; }))
       << "blocks freed, have " << engine->stats().blocks_available << " of " << total;
 }
+
+const auto kBackendName = [](const auto& info) { return info.param; };
+INSTANTIATE_TEST_SUITE_P(Backends, BatchingTest, ::testing::ValuesIn(TestBackends()), kBackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, PrefixReuseTest, ::testing::ValuesIn(TestBackends()),
+                         kBackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, PreemptionTest, ::testing::ValuesIn(TestBackends()),
+                         kBackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, EngineTest, ::testing::ValuesIn(TestBackends()), kBackendName);
 
 }  // namespace
 }  // namespace tandem::engine::testing

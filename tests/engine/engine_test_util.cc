@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <thread>
 
+#ifdef TANDEM_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+
 namespace tandem::engine::testing {
 
 std::vector<std::string> GoldenModels() {
@@ -77,5 +81,20 @@ GenerateRequest Greedy(std::vector<int32_t> prompt, int max_tokens) {
   r.sampling.ignore_eos = true;
   return r;
 }
+
+bool CudaDeviceAvailable() {
+#ifdef TANDEM_HAVE_CUDA
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return count > 0;
+#else
+  return false;
+#endif
+}
+
+std::vector<std::string> TestBackends() { return AvailableBackends(); }
 
 }  // namespace tandem::engine::testing

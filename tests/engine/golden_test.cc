@@ -61,7 +61,11 @@ TEST_P(GoldenTest, LogitsMatchTransformers) {
 TEST_P(GoldenTest, GreedyTokensMatchTransformers) {
   auto engine = MakeEngine(dir());
   ASSERT_NE(engine, nullptr);
-  for (const auto& g : golden()["greedy"]) {
+  // Keep the parsed file alive: iterating golden()["greedy"] directly would range over a member
+  // of a destroyed temporary (the loop then silently checked nothing).
+  const nlohmann::json file = golden();
+  ASSERT_FALSE(file["greedy"].empty());
+  for (const auto& g : file["greedy"]) {
     const auto done = RunAll(*engine, {Greedy(g["prompt"].get<std::vector<int32_t>>(), 24)});
     ASSERT_EQ(done.size(), 1u);
     EXPECT_EQ(done[0].tokens, g["tokens"].get<std::vector<int32_t>>());
