@@ -6,6 +6,7 @@
 
 #include "common/status_macros.h"
 #include "engine/cpu/gemm.h"
+#include "engine/step_plan.h"
 
 namespace tandem::engine::cpu {
 namespace {
@@ -188,22 +189,8 @@ Status CpuModelRunner::Execute(std::span<const SequenceStep> batch,
   const int vocab = config_.vocab_size;
   const int bs = layout_.block_size;
 
-  int total = 0;
-  for (const SequenceStep& seq : batch) {
-    const int64_t end = seq.start_pos + static_cast<int64_t>(seq.tokens.size());
-    if (seq.tokens.empty()) return InvalidArgumentError("sequence step with no tokens");
-    if (static_cast<int64_t>(seq.block_table.size()) * bs < end) {
-      return InternalError("block table covers " + std::to_string(seq.block_table.size() * bs) +
-                           " tokens, step needs " + std::to_string(end));
-    }
-    for (BlockId b : seq.block_table) {
-      if (b.value() < 0 || b.value() >= num_blocks_) return InternalError("block id out of range");
-    }
-    for (int32_t t : seq.tokens) {
-      if (t < 0 || t >= vocab) return InvalidArgumentError("token id outside the vocabulary");
-    }
-    total += static_cast<int>(seq.tokens.size());
-  }
+  TANDEM_ASSIGN_OR_RETURN(const StepPlan plan, PlanStep(batch, bs, num_blocks_, vocab));
+  const int total = plan.total_tokens;
 
   const int qkv_stride = q_dim_ + 2 * kv_dim_;
   x_.resize(static_cast<size_t>(total) * hidden);
@@ -265,24 +252,11 @@ Status CpuModelRunner::Execute(std::span<const SequenceStep> batch,
   }
 
   // Final norm and lm_head only for the rows someone asked for.
-  std::vector<int> wanted;  // Row index into x_ of each logits row.
-  std::vector<int> first_row(batch.size());
-  {
-    int r = 0;
-    for (size_t s = 0; s < batch.size(); ++s) {
-      const int n = static_cast<int>(batch[s].tokens.size());
-      int from = std::clamp(batch[s].logits_from, 0, n);
-      if (batch[s].sample) from = std::min(from, n - 1);
-      first_row[s] = static_cast<int>(wanted.size());
-      for (int i = from; i < n; ++i) wanted.push_back(r + i);
-      r += n;
-    }
-  }
-  const int num_wanted = static_cast<int>(wanted.size());
+  const int num_wanted = static_cast<int>(plan.logits_rows.size());
   std::vector<float> normed(static_cast<size_t>(num_wanted) * hidden);
   for (int w = 0; w < num_wanted; ++w) {
-    RmsNorm(x_.data() + static_cast<int64_t>(wanted[w]) * hidden, final_norm_.data(), hidden,
-            config_.rms_norm_eps, normed.data() + static_cast<int64_t>(w) * hidden);
+    RmsNorm(x_.data() + static_cast<int64_t>(plan.logits_rows[w]) * hidden, final_norm_.data(),
+            hidden, config_.rms_norm_eps, normed.data() + static_cast<int64_t>(w) * hidden);
   }
   std::vector<float> logits(static_cast<size_t>(num_wanted) * vocab);
   if (num_wanted > 0) {
@@ -290,23 +264,7 @@ Status CpuModelRunner::Execute(std::span<const SequenceStep> batch,
                  lm_head_.empty() ? embed_.data() : lm_head_.data(), vocab, nullptr,
                  logits.data());
   }
-
-  results->assign(batch.size(), SequenceResult{});
-  std::vector<float> sample_scratch;
-  for (size_t s = 0; s < batch.size(); ++s) {
-    const SequenceStep& seq = batch[s];
-    const int n = static_cast<int>(seq.tokens.size());
-    const int returned_from = std::clamp(seq.logits_from, 0, n);
-    const int computed_from = seq.sample ? std::min(returned_from, n - 1) : returned_from;
-    const float* base = logits.data() + static_cast<int64_t>(first_row[s]) * vocab;
-    SequenceResult& out = (*results)[s];
-    out.logits.assign(base + static_cast<int64_t>(returned_from - computed_from) * vocab,
-                      base + static_cast<int64_t>(n - computed_from) * vocab);
-    if (seq.sample) {
-      const float* last = base + static_cast<int64_t>(n - 1 - computed_from) * vocab;
-      out.sampled = Sample(std::span<const float>(last, vocab), seq.sampling, &sample_scratch);
-    }
-  }
+  FinishStep(batch, plan, logits.data(), vocab, results);
   return OkStatus();
 }
 

@@ -7,6 +7,7 @@
 
 #include "common/status_macros.h"
 #include "engine/cuda/kernels.h"
+#include "engine/step_plan.h"
 #include "model/tensor.h"
 
 namespace tandem::engine::cuda {
@@ -190,39 +191,11 @@ Status CudaModelRunner::Execute(std::span<const SequenceStep> batch,
   // The engine thread is not the one that created the runner: bind it to our device.
   TANDEM_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
 
-  int total = 0;
+  TANDEM_ASSIGN_OR_RETURN(const StepPlan plan, PlanStep(batch, bs, num_blocks_, vocab));
+  const int total = plan.total_tokens;
   size_t table_ints = 0;
-  for (const SequenceStep& seq : batch) {
-    const int64_t end = seq.start_pos + static_cast<int64_t>(seq.tokens.size());
-    if (seq.tokens.empty()) return InvalidArgumentError("sequence step with no tokens");
-    if (static_cast<int64_t>(seq.block_table.size()) * bs < end) {
-      return InternalError("block table covers " + std::to_string(seq.block_table.size() * bs) +
-                           " tokens, step needs " + std::to_string(end));
-    }
-    for (BlockId b : seq.block_table) {
-      if (b.value() < 0 || b.value() >= num_blocks_) return InternalError("block id out of range");
-    }
-    for (int32_t t : seq.tokens) {
-      if (t < 0 || t >= vocab) return InvalidArgumentError("token id outside the vocabulary");
-    }
-    total += static_cast<int>(seq.tokens.size());
-    table_ints += seq.block_table.size();
-  }
-
-  // Which rows need logits: logits_from onwards, and the last row of a sampled sequence.
-  std::vector<int32_t> wanted;
-  std::vector<int> first_row(batch.size());
-  {
-    int r = 0;
-    for (size_t s = 0; s < batch.size(); ++s) {
-      const int n = static_cast<int>(batch[s].tokens.size());
-      int from = std::clamp(batch[s].logits_from, 0, n);
-      if (batch[s].sample) from = std::min(from, n - 1);
-      first_row[s] = static_cast<int>(wanted.size());
-      for (int i = from; i < n; ++i) wanted.push_back(r + i);
-      r += n;
-    }
-  }
+  for (const SequenceStep& seq : batch) table_ints += seq.block_table.size();
+  const std::vector<int32_t>& wanted = plan.logits_rows;
   const int num_wanted = static_cast<int>(wanted.size());
 
   // Step metadata, one upload: [tokens | positions | row blocks | freq offsets | table offsets |
@@ -382,22 +355,7 @@ Status CudaModelRunner::Execute(std::span<const SequenceStep> batch,
   }
   TANDEM_RETURN_IF_ERROR(stream_.Synchronize());
 
-  results->assign(batch.size(), SequenceResult{});
-  std::vector<float> sample_scratch;
-  for (size_t s = 0; s < batch.size(); ++s) {
-    const SequenceStep& seq = batch[s];
-    const int n = static_cast<int>(seq.tokens.size());
-    const int returned_from = std::clamp(seq.logits_from, 0, n);
-    const int computed_from = seq.sample ? std::min(returned_from, n - 1) : returned_from;
-    const float* base = host_logits_.data() + static_cast<int64_t>(first_row[s]) * vocab;
-    SequenceResult& out = (*results)[s];
-    out.logits.assign(base + static_cast<int64_t>(returned_from - computed_from) * vocab,
-                      base + static_cast<int64_t>(n - computed_from) * vocab);
-    if (seq.sample) {
-      const float* last = base + static_cast<int64_t>(n - 1 - computed_from) * vocab;
-      out.sampled = Sample(std::span<const float>(last, vocab), seq.sampling, &sample_scratch);
-    }
-  }
+  FinishStep(batch, plan, host_logits_.data(), vocab, results);
   return OkStatus();
 }
 
