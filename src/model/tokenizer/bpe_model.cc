@@ -1,5 +1,7 @@
 #include "model/tokenizer/bpe_model.h"
 
+#include <xxhash.h>
+
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -39,26 +41,8 @@ uint64_t Mix(uint64_t h) {
   return h;
 }
 
-uint64_t HashBytes(std::string_view s) {
-  uint64_t h = 0x9E3779B97F4A7C15ULL ^ (s.size() * 0x100000001B3ULL);
-  const char* p = s.data();
-  size_t n = s.size();
-  while (n >= 8) {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    h = (h ^ v) * 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 31;
-    p += 8;
-    n -= 8;
-  }
-  if (n > 0) {
-    uint64_t v = 0;
-    std::memcpy(&v, p, n);
-    h = (h ^ v) * 0x94d049bb133111ebULL;
-    h ^= h >> 29;
-  }
-  return Mix(h);
-}
+// The project's one byte hash (xxh3, as the block hash uses); table keys only.
+uint64_t HashBytes(std::string_view s) { return XXH3_64bits(s.data(), s.size()); }
 
 uint64_t PackPair(int32_t left, int32_t right) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);

@@ -1,5 +1,7 @@
 #include "model/tokenizer/tiktoken_tokenizer.h"
 
+#include <xxhash.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -28,24 +30,8 @@ constexpr int64_t kMaxRank = 16 * 1024 * 1024;
 constexpr size_t kShortPiece = 128;
 constexpr size_t kLlama3Ranks = 128000;
 
-uint64_t HashBytes(const char* p, size_t n) {
-  uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xFF51AFD7ED558CCDull);
-  while (n >= 8) {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    h = (h ^ v) * 0xBF58476D1CE4E5B9ull;
-    h ^= h >> 31;
-    p += 8;
-    n -= 8;
-  }
-  uint64_t v = 0;
-  std::memcpy(&v, p, n);
-  h = (h ^ v) * 0x94D049BB133111EBull;
-  h ^= h >> 29;
-  h *= 0xBF58476D1CE4E5B9ull;
-  h ^= h >> 32;
-  return h;
-}
+// The project's one byte hash (xxh3, as the block hash uses); table keys only.
+uint64_t HashBytes(const char* p, size_t n) { return XXH3_64bits(p, n); }
 
 int Base64Value(char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
