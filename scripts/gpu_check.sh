@@ -10,7 +10,7 @@ b=/tmp/b
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 cmake -S . -B $b -G Ninja -DTANDEM_SERVICES=OFF -DTANDEM_TOKENIZERS=OFF -DTANDEM_BUILD_BENCH=OFF \
   -DTANDEM_EXTRA_INCLUDE="$PWD/.carry_gpu/include" -DCMAKE_BUILD_TYPE=Release >"$out/build.log" 2>&1 &&
-  cmake --build $b -j16 --target cuda_golden_test batching_test tandem >>"$out/build.log" 2>&1
+  cmake --build $b -j16 --target cuda_golden_test batching_test cuda_runner_test cuda_attention_test cuda_sampling_test tandem >>"$out/build.log" 2>&1
 build_rc=$?
 echo "build rc=$build_rc"; if [ $build_rc -ne 0 ]; then tail -40 "$out/build.log"; exit 1; fi
 ctest --test-dir $b -L gpu -V >"$out/ctest.log" 2>&1; ctest_rc=$?
@@ -24,6 +24,9 @@ memcheck_batching_rc=$?
 $b/bin/tandem run --model tests/data/golden/llama3_tied_bf16 --backend cuda \
   --prompt-tokens 1,2,3,4,5 --max-tokens 8 >"$out/run.log" 2>&1; run_rc=$?
 echo "=== ctest -L gpu (rc=$ctest_rc)"; grep -E "tests passed|Failed|\*\*\*" "$out/ctest.log" | tail -8
+echo "=== gpu tests"
+grep -E "^ *[0-9]+/[0-9]+ Test" "$out/ctest.log" | sed -E 's/^ +//'
+grep -E "fast vs simple|TFLOP|GB/s|us |sampl|agree|match" "$out/ctest.log" | sed -E 's/^[0-9]+: //' | head -40
 echo "=== batching_test cuda instances"
 grep -E "(OK|FAILED) +\] Backends/.*/cuda" "$out/ctest.log" | sed -E 's/^[0-9]+: //; s/ \(.*//' | sort -u
 echo "=== cuda_golden_test (rc=$golden_rc)"; sed -E "s/^[0-9]+: //" "$out/golden.log" | sort -u

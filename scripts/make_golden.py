@@ -11,12 +11,21 @@ For each small random model of a supported family and variant it writes, into OU
   reference.safetensors: float32 logits "logits.<i>" of shape [len(prompt i), vocab] for every
   prompt position, computed from the stored (possibly f16/bf16-rounded) weights upcast to float32;
   golden.json: the prompts, 24-token greedy continuations (with HF's KV cache, as generate() runs),
-  and the smallest top-1/top-2 logit gap seen during greedy decoding.
+  and the smallest top-1/top-2 logit gap seen during greedy decoding;
+  with a GPU, also "greedy_bf16": the same greedy prompts continued by the checkpoint loaded in
+  bfloat16 on cuda (sdpa attention), each with every step's top-1/top-2 logit gap, so a test can
+  tell the decisive steps, and "greedy_bf16_run" saying how they were made (the cuda backend's
+  acceptance: its greedy tokens equal HF's in bf16).
 It also writes OUT/block_hash.json: chained xxh3 block hashes computed with python-xxhash, so the
 C++ implementation is checked against an independent one.
 
 Weights are committed (the models are small: ~100k parameters each) instead of being regenerated
 from a seed, because torch's generator cannot be reproduced from C++.
+
+To add (or redo) only the bf16 greedy references of the committed models, leaving their weights and
+every other key of golden.json byte-identical:
+
+    python3 scripts/make_golden.py --out tests/data/golden --only-bf16-greedy
 """
 import argparse
 import json
@@ -120,24 +129,60 @@ def rewrite_spelling(path, spelling):
         json.dump(cfg, f, indent=2, sort_keys=True)
 
 
-def greedy(model, prompt):
-    ids = torch.tensor([prompt])
+def greedy(model, prompt, steps=GREEDY_STEPS, device=None):
+    """Greedy continuation with HF's KV cache; returns (tokens, every step's top-1/top-2 logit gap).
+    The gaps are taken in float32 (exact for bf16 logits); ties go to the lowest id."""
+    ids = torch.tensor([prompt], device=device)
     out = model(input_ids=ids, use_cache=True)
     past = out.past_key_values
-    logits = out.logits[0, -1]
-    tokens, min_gap = [], float("inf")
-    for _ in range(GREEDY_STEPS):
+    logits = out.logits[0, -1].float()
+    tokens, gaps = [], []
+    for _ in range(steps):
         top2 = torch.topk(logits, 2).values
-        min_gap = min(min_gap, float(top2[0] - top2[1]))
+        gaps.append(float(top2[0] - top2[1]))
         tok = int(torch.argmax(logits))
         tokens.append(tok)
-        out = model(input_ids=torch.tensor([[tok]]), past_key_values=past, use_cache=True)
+        out = model(input_ids=torch.tensor([[tok]], device=device), past_key_values=past,
+                    use_cache=True)
         past = out.past_key_values
-        logits = out.logits[0, -1]
-    return tokens, min_gap
+        logits = out.logits[0, -1].float()
+    return tokens, gaps
 
 
-def make_variant(out_dir, name, spec, seed):
+def greedy_bf16(path, greedy_refs, device, attn):
+    """The fp32 greedy references' prompts continued (as many tokens) by the checkpoint at `path`
+    loaded in bfloat16 on `device`. Returns (the "greedy_bf16" entries, "greedy_bf16_run")."""
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.bfloat16, attn_implementation=attn).to(device)
+    model.eval()
+    entries = []
+    with torch.no_grad():
+        for ref in greedy_refs:
+            tokens, gaps = greedy(model, ref["prompt"], steps=len(ref["tokens"]), device=device)
+            entries.append({"prompt": ref["prompt"], "tokens": tokens, "top2_gaps": gaps,
+                            "min_top2_gap": min(gaps)})
+        logits_dtype = model(input_ids=torch.tensor([[3]], device=device)).logits.dtype
+    dev = torch.device(device)
+    run = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else str(dev),
+           "dtype": "bfloat16", "attn_implementation": model.config._attn_implementation,
+           "logits_dtype": str(logits_dtype).replace("torch.", ""),
+           "transformers": transformers.__version__, "torch": torch.__version__}
+    del model
+    return entries, run
+
+
+def print_bf16(name, golden):
+    pairs = list(zip(golden["greedy_bf16"], golden["greedy"]))
+    same = sum(e["tokens"] == r["tokens"] for e, r in pairs)
+    first_diff = [next((i for i, (a, b) in enumerate(zip(e["tokens"], r["tokens"])) if a != b),
+                       None) for e, r in pairs]
+    gaps = [e["min_top2_gap"] for e in golden["greedy_bf16"]]
+    print(f"{name:28s} bf16 greedy on {golden['greedy_bf16_run']['device']}: "
+          f"{same}/{len(gaps)} equal to fp32 (first differing step {first_diff}), "
+          f"min_gap={min(gaps):.4g}")
+
+
+def make_variant(out_dir, name, spec, seed, bf16_device, bf16_attn):
     model_type, kwargs, rope, dtype, spelling, sharded, gen_cfg = spec
     path = os.path.join(out_dir, name)
     shutil.rmtree(path, ignore_errors=True)
@@ -167,7 +212,7 @@ def make_variant(out_dir, name, spec, seed):
             tensors[f"logits.{i}"] = logits.float().contiguous()
         greedy_prompts = [torch.randint(3, VOCAB, (n,), generator=g).tolist()
                           for n in GREEDY_PROMPT_LENS]
-        greedy_out = [greedy(ref, p) for p in greedy_prompts]
+        greedy_out = [(t, min(gaps)) for t, gaps in (greedy(ref, p) for p in greedy_prompts)]
     save_file(tensors, os.path.join(path, "reference.safetensors"))
     golden = {
         "model_type": model_type, "dtype": str(dtype).replace("torch.", ""), "spelling": spelling,
@@ -176,11 +221,34 @@ def make_variant(out_dir, name, spec, seed):
         "greedy": [{"prompt": p, "tokens": t, "min_top2_gap": gap}
                    for p, (t, gap) in zip(greedy_prompts, greedy_out)],
     }
+    if bf16_device:
+        golden["greedy_bf16"], golden["greedy_bf16_run"] = greedy_bf16(
+            path, golden["greedy"], bf16_device, bf16_attn)
     with open(os.path.join(path, "golden.json"), "w") as f:
         json.dump(golden, f)
     gaps = [gap for _, gap in greedy_out]
     print(f"{name:28s} dtype={golden['dtype']:9s} files={sorted(os.listdir(path))} "
           f"min_gap={min(gaps):.4g}")
+    if bf16_device:
+        print_bf16(name, golden)
+
+
+def add_bf16_greedy(out_dir, name, bf16_device, bf16_attn):
+    """Adds (or replaces) "greedy_bf16" and "greedy_bf16_run" in OUT/<name>/golden.json; the
+    weights and every other key stay as they are, byte for byte."""
+    path = os.path.join(out_dir, name)
+    golden_path = os.path.join(path, "golden.json")
+    with open(golden_path) as f:
+        text = f.read()
+    golden = json.loads(text)
+    if json.dumps(golden) != text:
+        raise SystemExit(f"{golden_path}: not as json.dump writes it; rewriting it would change "
+                         "more than the bf16 keys")
+    golden["greedy_bf16"], golden["greedy_bf16_run"] = greedy_bf16(
+        path, golden["greedy"], bf16_device, bf16_attn)
+    with open(golden_path, "w") as f:
+        json.dump(golden, f)
+    print_bf16(name, golden)
 
 
 def make_block_hashes(out_dir):
@@ -204,11 +272,27 @@ def make_block_hashes(out_dir):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="tests/data/golden")
+    ap.add_argument("--only-bf16-greedy", action="store_true",
+                    help="only add greedy_bf16 to the existing OUT/<model>/golden.json files")
+    ap.add_argument("--bf16-device", default=None,
+                    help="device of the bf16 greedy run (default: cuda when there is one; "
+                         "without, the full run leaves greedy_bf16 out)")
+    ap.add_argument("--bf16-attn", default="sdpa", help="attn_implementation of the bf16 run")
     args = ap.parse_args()
     torch.set_num_threads(min(8, os.cpu_count() or 1))
+    bf16_device = args.bf16_device or ("cuda" if torch.cuda.is_available() else None)
+    if args.only_bf16_greedy:
+        if not bf16_device:
+            raise SystemExit("--only-bf16-greedy: no cuda device (pass --bf16-device to force one)")
+        for name in VARIANTS:
+            add_bf16_greedy(args.out, name, bf16_device, args.bf16_attn)
+        return
+    if not bf16_device:
+        print("no cuda device: golden.json files get no greedy_bf16")
     os.makedirs(args.out, exist_ok=True)
     for i, (name, spec) in enumerate(VARIANTS.items()):
-        make_variant(args.out, name, spec, seed=1000 + i)
+        make_variant(args.out, name, spec, seed=1000 + i, bf16_device=bf16_device,
+                     bf16_attn=args.bf16_attn)
     make_block_hashes(args.out)
 
 

@@ -41,24 +41,45 @@ StatusOr<StepPlan> PlanStep(std::span<const SequenceStep> batch, int block_size,
   return plan;
 }
 
-void FinishStep(std::span<const SequenceStep> batch, const StepPlan& plan, const float* logits,
-                int vocab_size, std::vector<SequenceResult>* results) {
+void FillReturnedLogits(std::span<const SequenceStep> batch, const StepPlan& plan,
+                        const float* logits, int vocab_size, std::vector<SequenceResult>* results) {
   results->assign(batch.size(), SequenceResult{});
-  std::vector<float> sample_scratch;
   for (size_t s = 0; s < batch.size(); ++s) {
     const SequenceStep& seq = batch[s];
     const int n = static_cast<int>(seq.tokens.size());
     const int returned_from = std::clamp(seq.logits_from, 0, n);
-    const int computed_from = ComputedFrom(seq);
+    if (returned_from == n) continue;
     const float* base = logits + static_cast<int64_t>(plan.first_logits_row[s]) * vocab_size;
-    SequenceResult& out = (*results)[s];
-    out.logits.assign(base + static_cast<int64_t>(returned_from - computed_from) * vocab_size,
-                      base + static_cast<int64_t>(n - computed_from) * vocab_size);
-    if (seq.sample) {
-      const float* last = base + static_cast<int64_t>(n - 1 - computed_from) * vocab_size;
-      out.sampled =
-          Sample(std::span<const float>(last, vocab_size), seq.sampling, &sample_scratch);
-    }
+    (*results)[s].logits.assign(
+        base + static_cast<int64_t>(returned_from - ComputedFrom(seq)) * vocab_size,
+        base + static_cast<int64_t>(n - ComputedFrom(seq)) * vocab_size);
+  }
+}
+
+bool HasReturnedLogits(std::span<const SequenceStep> batch) {
+  return std::ranges::any_of(batch, [](const SequenceStep& seq) {
+    return std::clamp(seq.logits_from, 0, static_cast<int>(seq.tokens.size())) <
+           static_cast<int>(seq.tokens.size());
+  });
+}
+
+int LastLogitsRow(const StepPlan& plan, size_t s) {
+  const size_t next = s + 1 < plan.first_logits_row.size()
+                          ? static_cast<size_t>(plan.first_logits_row[s + 1])
+                          : plan.logits_rows.size();
+  return static_cast<int>(next) - 1;
+}
+
+void FinishStep(std::span<const SequenceStep> batch, const StepPlan& plan, const float* logits,
+                int vocab_size, std::vector<SequenceResult>* results) {
+  FillReturnedLogits(batch, plan, logits, vocab_size, results);
+  std::vector<float> sample_scratch;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const SequenceStep& seq = batch[s];
+    if (!seq.sample) continue;
+    const float* last = logits + static_cast<int64_t>(LastLogitsRow(plan, s)) * vocab_size;
+    (*results)[s].sampled =
+        Sample(std::span<const float>(last, vocab_size), seq.sampling, &sample_scratch);
   }
 }
 

@@ -28,6 +28,18 @@ struct StepPlan {
 StatusOr<StepPlan> PlanStep(std::span<const SequenceStep> batch, int block_size, int num_blocks,
                             int vocab_size);
 
+// Resizes `results` to the batch and fills each sequence's returned logits rows from `logits`
+// (row-major [plan.logits_rows.size()][vocab_size]); `logits` may be null when no sequence
+// returns any (HasReturnedLogits false).
+void FillReturnedLogits(std::span<const SequenceStep> batch, const StepPlan& plan,
+                        const float* logits, int vocab_size, std::vector<SequenceResult>* results);
+
+// True when some sequence of the batch returns logits rows.
+bool HasReturnedLogits(std::span<const SequenceStep> batch);
+
+// The logits row (index into plan.logits_rows) of sequence `s`'s last token.
+int LastLogitsRow(const StepPlan& plan, size_t s);
+
 // Fills `results` from `logits` (row-major [plan.logits_rows.size()][vocab_size]) and samples the
 // sequences that asked for it.
 void FinishStep(std::span<const SequenceStep> batch, const StepPlan& plan, const float* logits,

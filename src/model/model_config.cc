@@ -281,13 +281,34 @@ StatusOr<ModelConfig> BuiltinModelConfig(std::string_view name) {
     config.max_position_embeddings = 4096;
     config.rope.theta = 500000.0;
     config.torch_dtype = "bfloat16";
+  } else if (name == "llama-3.1-8b" || name == "llama-3.2-1b") {
+    // The shapes of Meta's checkpoints (their config.json), for benchmarks with random weights.
+    const bool big = name == "llama-3.1-8b";
+    config.vocab_size = 128256;
+    config.hidden_size = big ? 4096 : 2048;
+    config.intermediate_size = big ? 14336 : 8192;
+    config.num_hidden_layers = big ? 32 : 16;
+    config.num_attention_heads = 32;
+    config.num_key_value_heads = 8;
+    config.max_position_embeddings = 131072;
+    config.bos_token_id = 128000;
+    config.eos_token_ids = {128001, 128008, 128009};
+    config.rope.theta = 500000.0;
+    config.rope.type = RopeType::kLlama3;
+    config.rope.factor = big ? 8.0 : 32.0;
+    config.rope.low_freq_factor = 1.0;
+    config.rope.high_freq_factor = 4.0;
+    config.rope.original_max_position_embeddings = 8192;
+    config.torch_dtype = "bfloat16";
   } else {
     return NotFoundError("unknown built-in model config " + QuoteForMessage(name) +
-                         " (valid: demo, llama-100m)");
+                         " (valid: demo, llama-100m, llama-3.1-8b, llama-3.2-1b)");
   }
   config.head_dim = config.hidden_size / config.num_attention_heads;
-  config.tie_word_embeddings = false;
-  config.rope.original_max_position_embeddings = config.max_position_embeddings;
+  config.tie_word_embeddings = name == "llama-3.2-1b";
+  if (config.rope.original_max_position_embeddings == 0) {
+    config.rope.original_max_position_embeddings = config.max_position_embeddings;
+  }
   TANDEM_RETURN_IF_ERROR(config.Validate());
   return config;
 }

@@ -41,24 +41,24 @@ Kind KindOf(std::string_view name) {
   return Kind::kMatrix;
 }
 
+// The generator's scale and offset for a kind of tensor.
+std::pair<float, float> ScaleOffset(Kind kind) {
+  switch (kind) {
+    case Kind::kMatrix:
+      return {static_cast<float>(0.02 * std::sqrt(3.0)), 0.0f};  // std 0.02.
+    case Kind::kNorm:
+      return {0.1f, 1.0f};
+    case Kind::kBias:
+      return {0.02f, 0.0f};
+  }
+  return {0.0f, 0.0f};
+}
+
 // Fills `out` with element values: u = (2k + 1 - 2^24) / 2^24 for 24 random bits k is symmetric
 // in (-1, 1), has variance ~1/3, and is never 0; every step is exact in float except the final
 // scaling, so the values are the same on every IEEE machine.
 void Generate(uint64_t key, Kind kind, std::span<float> out) {
-  float scale = 0.0f;
-  float offset = 0.0f;
-  switch (kind) {
-    case Kind::kMatrix:
-      scale = static_cast<float>(0.02 * std::sqrt(3.0));  // std 0.02.
-      break;
-    case Kind::kNorm:
-      scale = 0.1f;
-      offset = 1.0f;
-      break;
-    case Kind::kBias:
-      scale = 0.02f;
-      break;
-  }
+  const auto [scale, offset] = ScaleOffset(kind);
   const size_t n = out.size();
   float* const data = out.data();
   for (size_t i = 0; i < n; ++i) {
@@ -102,6 +102,13 @@ class RandomWeightSource final : public WeightSource {
   }
 
   bool Contains(std::string_view name) const override { return slots_.find(name) != slots_.end(); }
+
+  std::optional<RandomRecipe> Recipe(std::string_view name) const override {
+    const auto it = slots_.find(name);
+    if (it == slots_.end()) return std::nullopt;
+    const auto [scale, offset] = ScaleOffset(it->second->kind);
+    return RandomRecipe{it->second->key, scale, offset};
+  }
 
  private:
   struct Slot {

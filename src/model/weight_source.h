@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -26,6 +27,17 @@ class WeightSource {
   virtual StatusOr<TensorView> Find(std::string_view name,
                                     std::span<const int64_t> expected_shape) const = 0;
   virtual bool Contains(std::string_view name) const = 0;
+
+  // For a generated tensor, how RandomWeights generates it (so a backend can generate the same
+  // values where it stores them instead of converting a host copy); nullopt for a checkpoint's.
+  struct RandomRecipe {
+    uint64_t key = 0;  // mix(seed ^ fnv(name)), see RandomWeights for the element formula
+    float scale = 0.0f;
+    float offset = 0.0f;  // value = offset + scale * u
+  };
+  virtual std::optional<RandomRecipe> Recipe(std::string_view /*name*/) const {
+    return std::nullopt;
+  }
 };
 
 // Opens DIR/model.safetensors or DIR/model.safetensors.index.json (and its shards), memory-mapped.

@@ -201,6 +201,39 @@ TEST_P(CudaGoldenTest, GreedyTokensMatchTransformersAndCpuWhereGapAllows) {
   }
 }
 
+// Against Hugging Face run in bf16 (greedy_bf16, written by scripts/make_golden.py
+// --only-bf16-greedy on the GPU machine): the tokens must be equal through every step whose
+// top-2 gap in HF's bf16 logits exceeds kMinGap; from the first closer step on the two bf16
+// computations (HF rounds its residual stream to bf16, tandem keeps it fp32) may legitimately part.
+TEST_P(CudaGoldenTest, GreedyTokensMatchTransformersInBf16) {
+  const nlohmann::json file = golden();
+  if (!file.contains("greedy_bf16")) GTEST_SKIP() << "no greedy_bf16 references in golden.json";
+  auto cuda = MakeEngine(dir(), Backend("cuda"));
+  ASSERT_NE(cuda, nullptr);
+  int g_index = 0;
+  int equal_runs = 0;
+  for (const auto& g : file["greedy_bf16"]) {
+    const auto prompt = g["prompt"].get<std::vector<int32_t>>();
+    const auto expected = g["tokens"].get<std::vector<int32_t>>();
+    const auto gaps = g["top2_gaps"].get<std::vector<double>>();
+    ASSERT_EQ(gaps.size(), expected.size());
+    const auto got = RunAll(*cuda, {Greedy(prompt, static_cast<int>(expected.size()))});
+    ASSERT_EQ(got.size(), 1u);
+    ASSERT_EQ(got[0].tokens.size(), expected.size());
+    size_t decisive = 0;  // steps before the first close call
+    while (decisive < gaps.size() && gaps[decisive] > kMinGap) ++decisive;
+    size_t agree = 0;
+    while (agree < expected.size() && got[0].tokens[agree] == expected[agree]) ++agree;
+    equal_runs += agree == expected.size();
+    std::printf("cuda-golden %-24s greedy-bf16 %d: %zu/%zu equal, first close step %zu\n",
+                GetParam().c_str(), g_index, agree, expected.size(), decisive);
+    EXPECT_GE(agree, decisive) << "greedy " << g_index;
+    ++g_index;
+  }
+  std::printf("cuda-golden %-24s greedy-bf16 fully equal %d/%d\n", GetParam().c_str(), equal_runs,
+              g_index);
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, CudaGoldenTest, ::testing::ValuesIn(GoldenModels()),
                          [](const auto& info) { return info.param; });
 

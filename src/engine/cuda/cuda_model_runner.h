@@ -1,18 +1,28 @@
 // The cuda backend: bf16 Llama-family forward pass on one GPU over a paged KV pool in the
 // block-major layout (ARCHITECTURE §3), matrix products through cuBLASLt, the kernels of
 // kernels.h. Numerics: bf16 weights, activations and KV; fp32 accumulation everywhere; the
-// residual stream stays fp32 (as the CPU oracle's), and logits come back as fp32. Sampling runs
-// on the host with the CPU backend's Sample() (GPU sampling is the next step).
+// residual stream stays fp32 (as the CPU oracle's); logits are fp32. Sampling runs on the device
+// (GpuSampler); only sampled tokens, and logits rows a request asked for, come back to the host.
+//
+// Decode-only steps run as CUDA graphs captured per (batch bucket, decode split bucket); other
+// steps launch the same kernels directly. Attention: tensor-core prefill and split-KV decode
+// kernels for head_dim 64 and 128, the simple paged kernel otherwise.
 //
 // Thread safety: not thread-safe (engine thread only). All device work runs on the runner's own
-// stream; Execute returns after the step's logits are on the host.
+// stream; Execute returns after the step's results are on the host (the one synchronisation).
 #pragma once
 
+#include <map>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
+
+#include <cuda_bf16.h>
 
 #include "engine/cuda/cuda_util.h"
 #include "engine/cuda/gemm.h"
+#include "engine/cuda/gpu_sampler.h"
 #include "engine/model_runner.h"
 #include "engine/rope.h"
 #include "model/weight_source.h"
@@ -23,6 +33,9 @@ struct CudaRunnerOptions {
   int num_blocks = 256;  // KV blocks to allocate on the device.
   int block_size = 16;   // Tokens per block.
   int device = 0;        // CUDA device ordinal.
+  bool cuda_graphs = true;     // Decode steps through captured graphs.
+  int max_graph_batch = 256;   // Larger decode batches launch directly.
+  bool fast_attention = true;  // false: the simple paged kernel everywhere (reference runs).
 };
 
 class CudaModelRunner final : public ModelRunner {
@@ -43,6 +56,13 @@ class CudaModelRunner final : public ModelRunner {
   // Bytes of the device KV pool one block needs (bf16).
   static size_t KvBytesPerBlock(const model::ModelConfig& config, int block_size);
 
+  // Fills the whole KV pool with seeded random bf16 values in (-1, 1): benchmarks time decode
+  // steps over long contexts without computing them first (never over zeros).
+  Status FillKvRandom(uint64_t seed);
+
+  // Graphs captured so far (for tests and benchmarks).
+  int num_graphs() const { return static_cast<int>(graphs_.size()); }
+
  private:
   struct Layer {
     DeviceBuffer input_norm;  // f32 [hidden]
@@ -57,9 +77,25 @@ class CudaModelRunner final : public ModelRunner {
     DeviceBuffer down_bias;
   };
 
+  // Device pointers into the uploaded StepLayout, and the launch shapes derived from it.
+  struct StepArgs;
+
   CudaModelRunner(const model::ModelConfig& config, const CudaRunnerOptions& options);
   Status LoadWeights(const model::WeightSource& weights);
-  Status Reserve(int rows, int wanted, size_t meta_ints, size_t freq_floats);
+  StatusOr<DeviceBuffer> UploadParts(const model::WeightSource& source,
+                                     const std::vector<std::pair<std::string, std::vector<int64_t>>>& parts,
+                                     bool bf16);
+  // Grows the per-step buffers; bumps generation_ when one moves (captured graphs then refer to
+  // freed memory and are dropped).
+  Status Reserve(int rows, int wanted, size_t meta_ints, size_t freq_floats, size_t decode_floats);
+  // Enqueues embedding → logits for the uploaded step (no host work, no synchronisation: safe to
+  // capture).
+  Status EnqueueForward(const StepArgs& args, cudaStream_t stream);
+  int DecodeSplits(int max_context) const;
+  // c = a · wᵀ over `rows` rows whose first `single` are rows of single-token sequences: those go
+  // through the skinny kernel when it takes them (batch-invariant), the rest through cuBLASLt.
+  Status Matmul(const __nv_bfloat16* a, const DeviceBuffer& w, void* c, int rows, int single, int n, int k,
+                GemmOut out, cudaStream_t stream);
 
   model::ModelConfig config_;
   KvLayout layout_;
@@ -69,14 +105,25 @@ class CudaModelRunner final : public ModelRunner {
   int q_dim_;
   int kv_dim_;
 
+  CudaRunnerOptions options_;
+  bool fast_attention_ = false;
+  int prefill_tile_rows_ = 0;
   CudaStream stream_;
   std::unique_ptr<Gemm> gemm_;
+  std::unique_ptr<GpuSampler> sampler_;
+  // Graphs by (padded rows, decode splits), valid while generation_ equals their capture's.
+  struct Graph {
+    CudaGraph graph;
+    uint64_t generation = 0;
+  };
+  std::map<std::pair<int, int>, Graph> graphs_;
+  uint64_t generation_ = 0;
 
   DeviceBuffer embed_;  // bf16 [vocab, hidden]
   std::vector<Layer> layers_;
   DeviceBuffer final_norm_;
   DeviceBuffer lm_head_;  // bf16 [vocab, hidden]; empty when tied to embed_
-  DeviceBuffer kv_;       // bf16, num_blocks × BlockElements
+  DeviceBuffer kv_;       // bf16, (num_blocks + 1) × BlockElements: the last is the trash block
   DeviceBuffer freqs_;    // f32: the shared inv_freq table, then this step's per-sequence ones
 
   // Per-step buffers, grown on demand.
@@ -91,10 +138,10 @@ class CudaModelRunner final : public ModelRunner {
   DeviceBuffer act_;      // bf16 [rows, inter]
   DeviceBuffer normed_;   // bf16 [wanted, hidden]
   DeviceBuffer logits_;   // f32 [wanted, vocab]
+  DeviceBuffer decode_workspace_;  // f32, the split-KV decode kernel's partial results
   size_t shared_freq_floats_ = 0;
-  std::vector<int32_t> host_meta_;
-  std::vector<float> host_freqs_;
   std::vector<float> host_logits_;
+  std::vector<GeneratedToken> sampled_;
 };
 
 }  // namespace tandem::engine::cuda

@@ -108,4 +108,42 @@ Status CudaEvent::Synchronize() const {
   return OkStatus();
 }
 
+CudaGraph::~CudaGraph() {
+  if (exec_ != nullptr) cudaGraphExecDestroy(exec_);
+}
+
+CudaGraph& CudaGraph::operator=(CudaGraph&& other) noexcept {
+  if (this != &other) {
+    if (exec_ != nullptr) cudaGraphExecDestroy(exec_);
+    exec_ = std::exchange(other.exec_, nullptr);
+  }
+  return *this;
+}
+
+Status CudaGraph::Begin(cudaStream_t stream) {
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  return OkStatus();
+}
+
+StatusOr<CudaGraph> CudaGraph::End(cudaStream_t stream, const Status& enqueue_status) {
+  cudaGraph_t graph = nullptr;
+  const cudaError_t end = cudaStreamEndCapture(stream, &graph);
+  if (!enqueue_status.ok()) {
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    (void)cudaGetLastError();  // a launch refused during capture leaves a sticky-free error
+    return enqueue_status;
+  }
+  TANDEM_CUDA_RETURN_IF_ERROR(end);
+  CudaGraph out;
+  const cudaError_t inst = cudaGraphInstantiate(&out.exec_, graph, 0);
+  cudaGraphDestroy(graph);
+  TANDEM_CUDA_RETURN_IF_ERROR(inst);
+  return out;
+}
+
+Status CudaGraph::Launch(cudaStream_t stream) const {
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(exec_, stream));
+  return OkStatus();
+}
+
 }  // namespace tandem::engine::cuda

@@ -94,4 +94,35 @@ class CudaEvent {
   cudaEvent_t event_ = nullptr;
 };
 
+// An instantiated CUDA graph (cudaGraphExec_t), captured from work enqueued on a stream.
+class CudaGraph {
+ public:
+  CudaGraph() = default;
+  ~CudaGraph();
+  CudaGraph(CudaGraph&& other) noexcept : exec_(std::exchange(other.exec_, nullptr)) {}
+  CudaGraph& operator=(CudaGraph&& other) noexcept;
+  CudaGraph(const CudaGraph&) = delete;
+  CudaGraph& operator=(const CudaGraph&) = delete;
+
+  // Captures what `enqueue` puts on `stream` (thread-local capture mode) and instantiates it.
+  // A failure of `enqueue` ends the capture and is returned.
+  template <typename Enqueue>
+  static StatusOr<CudaGraph> Capture(cudaStream_t stream, Enqueue&& enqueue);
+
+  Status Launch(cudaStream_t stream) const;
+
+ private:
+  static Status Begin(cudaStream_t stream);
+  static StatusOr<CudaGraph> End(cudaStream_t stream, const Status& enqueue_status);
+
+  cudaGraphExec_t exec_ = nullptr;
+};
+
+template <typename Enqueue>
+StatusOr<CudaGraph> CudaGraph::Capture(cudaStream_t stream, Enqueue&& enqueue) {
+  if (Status begun = Begin(stream); !begun.ok()) return begun;
+  const Status status = enqueue();
+  return End(stream, status);
+}
+
 }  // namespace tandem::engine::cuda

@@ -1,8 +1,10 @@
 #include "engine/cuda/gemm.h"
 
+#include <cstdint>
 #include <string>
 
 #include "common/status_macros.h"
+#include "engine/cuda/skinny_gemm.h"
 
 namespace tandem::engine::cuda {
 namespace {
@@ -33,8 +35,8 @@ Gemm::~Gemm() {
   if (handle_) cublasLtDestroy(handle_);
 }
 
-StatusOr<Gemm::Plan*> Gemm::GetPlan(int m, int n, int k, GemmOut out) {
-  const Key key{m, n, k, out};
+StatusOr<Gemm::Plan*> Gemm::GetPlan(int m, int n, int k, GemmOut out, bool allow_split_k) {
+  const Key key{m, n, k, out, allow_split_k};
   if (auto it = plans_.find(key); it != plans_.end()) return &it->second;
   // cuBLASLt is column-major: row-major C[m, n] is column-major Cᵀ[n, m] = W · Aᵀ, with W stored
   // as a column-major [k, n] matrix (transposed) and A as a column-major [k, m] one ("TN").
@@ -63,11 +65,22 @@ StatusOr<Gemm::Plan*> Gemm::GetPlan(int m, int n, int k, GemmOut out) {
     TANDEM_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
     const size_t workspace = kWorkspaceBytes;
     // No split-K reductions: keeps each row's result independent of m (batch invariance).
-    const uint32_t reduction = CUBLASLT_REDUCTION_SCHEME_NONE;
+    const uint32_t reduction =
+        allow_split_k ? CUBLASLT_REDUCTION_SCHEME_MASK : CUBLASLT_REDUCTION_SCHEME_NONE;
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
     cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace));
+    // Operands may start at a row offset of a larger buffer: promise 16 bytes, not 256.
+    const uint32_t alignment = kMinAlignment;
+    for (const auto attribute : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                 CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                 CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                 CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+      if (st == CUBLAS_STATUS_SUCCESS) {
+        st = cublasLtMatmulPreferenceSetAttribute(pref, attribute, &alignment, sizeof(alignment));
+      }
+    }
     if (st == CUBLAS_STATUS_SUCCESS) {
       st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
                                                 &reduction, sizeof(reduction));
@@ -100,14 +113,43 @@ StatusOr<Gemm::Plan*> Gemm::GetPlan(int m, int n, int k, GemmOut out) {
 }
 
 Status Gemm::Run(const void* a, const void* w, void* c, int m, int n, int k, GemmOut out,
-                 cudaStream_t stream) {
+                 cudaStream_t stream, bool allow_split_k) {
   if (m == 0) return OkStatus();
-  TANDEM_ASSIGN_OR_RETURN(Plan * plan, GetPlan(m, n, k, out));
+  if ((reinterpret_cast<uintptr_t>(a) | reinterpret_cast<uintptr_t>(w) |
+       reinterpret_cast<uintptr_t>(c)) % kMinAlignment != 0) {
+    return InvalidArgumentError("gemm operands must be " + std::to_string(kMinAlignment) +
+                                "-byte aligned");
+  }
+  TANDEM_ASSIGN_OR_RETURN(Plan * plan, GetPlan(m, n, k, out, allow_split_k));
   const float alpha = 1.0f, beta = 0.0f;
   TANDEM_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, plan->op, &alpha, w, plan->w, a, plan->a,
                                                &beta, c, plan->c, c, plan->c, &plan->algo,
                                                workspace_.data(), kWorkspaceBytes, stream));
   return OkStatus();
+}
+
+Status Gemm::RunRows(const void* a, const void* w, void* c, int rows, int single, int n, int k,
+                     GemmOut out, cudaStream_t stream) {
+  const size_t out_bytes = out == GemmOut::kBf16 ? 2 : 4;
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const void* rest_a = static_cast<const char*>(a) + static_cast<size_t>(single) * k * 2;
+  void* rest_c = static_cast<char*>(c) + static_cast<size_t>(single) * n * out_bytes;
+  if (single > 0 && SkinnyGemmSupports(single, k) &&
+      (rows == single || (aligned(rest_a) && aligned(rest_c)))) {
+    SkinnyGemmParams p;
+    p.a = static_cast<const __nv_bfloat16*>(a);
+    p.w = static_cast<const __nv_bfloat16*>(w);
+    p.c = c;
+    p.c_f32 = out == GemmOut::kF32;
+    p.m = single;
+    p.n = n;
+    p.k = k;
+    const cudaError_t error = LaunchSkinnyGemm(p, stream);
+    if (error != cudaSuccess) return CudaStatus(error, "skinny gemm");
+    return Run(rest_a, w, rest_c, rows - single, n, k, out, stream);
+  }
+  // A decode batch past the skinny kernel: let cuBLASLt split k, or most of the chip idles.
+  return Run(a, w, c, rows, n, k, out, stream, single == rows && rows <= kSplitKMaxRows);
 }
 
 }  // namespace tandem::engine::cuda

@@ -108,4 +108,18 @@ struct PagedAttentionParams {
 inline constexpr int kMaxHeadDim = 512;
 cudaError_t LaunchPagedAttention(const PagedAttentionParams& p, cudaStream_t stream);
 
+// Element i of dst = offset + scale * u(key, i), the counter-based generator of the model's
+// RandomWeights (model/weight_source.h: k = splitmix64_mix(key + (i + 1) * 0x9e3779b97f4a7c15)
+// >> 40, u = (2k + 1 - 2^24) / 2^24), in fp32, then stored as bf16 (round to nearest even) or
+// fp32: the same bits as generating on the host and converting.
+struct RandomFillParams {
+  void* dst = nullptr;
+  bool bf16_out = true;  // else fp32
+  int64_t count = 0;
+  uint64_t key = 0;
+  float scale = 0.0f;
+  float offset = 0.0f;
+};
+cudaError_t LaunchRandomFill(const RandomFillParams& p, cudaStream_t stream);
+
 }  // namespace tandem::engine::cuda
