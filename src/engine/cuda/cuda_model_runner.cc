@@ -18,9 +18,9 @@ namespace tandem::engine::cuda {
 namespace {
 
 constexpr int kDecodeSplitTokens = 128;  // decode kernel: keys per split (a sequence's
-                                          // partition depends on its own length only)
-constexpr int kGraphBuckets[] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128,
-                                 160, 192, 224, 256};
+                                         // partition depends on its own length only)
+constexpr int kGraphBuckets[] = {1,  2,  4,   8,   16,  24,  32,  48, 64,
+                                 80, 96, 112, 128, 160, 192, 224, 256};
 
 int GraphBucket(int n) {
   for (int b : kGraphBuckets) {
@@ -126,8 +126,8 @@ StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   std::vector<float> scratch;
   const std::span<const float> shared = runner->rope_.InvFreq(0, &scratch);
   runner->shared_freq_floats_ = shared.size();
-  TANDEM_ASSIGN_OR_RETURN(runner->freqs_, DeviceBuffer::Create(
-                                              std::max<size_t>(1, shared.size()) * sizeof(float)));
+  TANDEM_ASSIGN_OR_RETURN(runner->freqs_,
+                          DeviceBuffer::Create(std::max<size_t>(1, shared.size()) * sizeof(float)));
   TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpy(runner->freqs_.data(), shared.data(),
                                          shared.size() * sizeof(float), cudaMemcpyHostToDevice));
   TANDEM_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
@@ -238,10 +238,10 @@ Status CudaModelRunner::Reserve(int rows, int wanted, size_t meta_ints, size_t f
   const size_t w = std::max(wanted, 1);
   const size_t hidden = config_.hidden_size;
   const size_t inter = config_.intermediate_size;
-  const std::vector<void*> before = {meta_.data(),  x_.data(),     h_.data(),       qkv_.data(),
-                                     attn_.data(),  delta_.data(), gate_up_.data(), act_.data(),
-                                     normed_.data(), logits_.data(), freqs_.data(),
-                                     decode_workspace_.data()};
+  const std::vector<void*> before = {meta_.data(),    x_.data(),     h_.data(),
+                                     qkv_.data(),     attn_.data(),  delta_.data(),
+                                     gate_up_.data(), act_.data(),   normed_.data(),
+                                     logits_.data(),  freqs_.data(), decode_workspace_.data()};
   // Rounded up, so that growing contexts (longer block tables) rarely move the buffers.
   TANDEM_RETURN_IF_ERROR(meta_.Reserve(RoundUpPow2(meta_ints * sizeof(int32_t))));
   TANDEM_RETURN_IF_ERROR(x_.Reserve(r * hidden * sizeof(float)));
@@ -258,10 +258,10 @@ Status CudaModelRunner::Reserve(int rows, int wanted, size_t meta_ints, size_t f
     // Reallocation loses the shared table: only steps that upload the tables grow the buffer.
     TANDEM_RETURN_IF_ERROR(freqs_.Reserve(RoundUpPow2(freq_floats) * sizeof(float)));
   }
-  const std::vector<void*> after = {meta_.data(),  x_.data(),     h_.data(),       qkv_.data(),
-                                    attn_.data(),  delta_.data(), gate_up_.data(), act_.data(),
-                                    normed_.data(), logits_.data(), freqs_.data(),
-                                    decode_workspace_.data()};
+  const std::vector<void*> after = {meta_.data(),    x_.data(),     h_.data(),
+                                    qkv_.data(),     attn_.data(),  delta_.data(),
+                                    gate_up_.data(), act_.data(),   normed_.data(),
+                                    logits_.data(),  freqs_.data(), decode_workspace_.data()};
   if (before != after) ++generation_;
   return OkStatus();
 }
@@ -273,9 +273,23 @@ int CudaModelRunner::DecodeSplits(int max_context) const {
   return static_cast<int>(RoundUpPow2(static_cast<size_t>(std::max(needed, 1))));
 }
 
-Status CudaModelRunner::Matmul(const bf16* a, const DeviceBuffer& w, void* c, int rows,
-                               int single, int n, int k, GemmOut out, cudaStream_t stream) {
-  return gemm_->RunRows(a, w.data(), c, rows, single, n, k, out, stream);
+template <typename Params>
+Params CudaModelRunner::AttentionCommon(int layer) const {
+  Params p;
+  p.q = qkv_.as<bf16>();
+  p.q_stride = q_dim_ + 2 * kv_dim_;
+  p.out = attn_.as<bf16>();
+  p.kv_cache = kv_.as<bf16>();
+  p.block_elements = layout_.BlockElements();
+  p.k_offset = layout_.LayerOffset(layer, 0);
+  p.v_offset = layout_.LayerOffset(layer, 1);
+  p.block_size = layout_.block_size;
+  p.heads = config_.num_attention_heads;
+  p.kv_heads = config_.num_key_value_heads;
+  p.head_dim = config_.head_dim;
+  p.window = config_.sliding_window.value_or(0);
+  p.scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
+  return p;
 }
 
 Status CudaModelRunner::EnqueueForward(const StepArgs& a, cudaStream_t stream) {
@@ -289,8 +303,6 @@ Status CudaModelRunner::EnqueueForward(const StepArgs& a, cudaStream_t stream) {
     if (bias.size() == 0) return cudaSuccess;
     return LaunchAddBias({data.as<bf16>(), bias.as<float>(), total, cols}, stream);
   };
-  const float scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
-  const int window = config_.sliding_window.value_or(0);
 
   TANDEM_CUDA_RETURN_IF_ERROR(
       LaunchEmbedding({a.tokens, embed_.as<bf16>(), x_.as<float>(), total, hidden}, stream));
@@ -303,8 +315,8 @@ Status CudaModelRunner::EnqueueForward(const StepArgs& a, cudaStream_t stream) {
         LaunchAddRmsNorm({x_.as<float>(), l == 0 ? nullptr : delta_.as<bf16>(),
                           L.input_norm.as<float>(), h_.as<bf16>(), nullptr, total, hidden, eps},
                          stream));
-    TANDEM_RETURN_IF_ERROR(Matmul(h_.as<bf16>(), L.qkv, qkv_.data(), total, single, qkv_stride,
-                              hidden, GemmOut::kBf16, stream));
+    TANDEM_RETURN_IF_ERROR(gemm_->RunRows(h_.data(), L.qkv.data(), qkv_.data(), total, single,
+                                          qkv_stride, hidden, GemmOut::kBf16, stream));
     TANDEM_CUDA_RETURN_IF_ERROR(add_bias(L.qkv_bias, qkv_, qkv_stride));
 
     RopeKvWriteParams rope;
@@ -329,20 +341,7 @@ Status CudaModelRunner::EnqueueForward(const StepArgs& a, cudaStream_t stream) {
 
     if (fast_attention_) {
       if (a.num_decode > 0) {
-        DecodeAttentionParams attn;
-        attn.q = qkv_.as<bf16>();
-        attn.q_stride = qkv_stride;
-        attn.out = attn_.as<bf16>();
-        attn.kv_cache = kv_.as<bf16>();
-        attn.block_elements = layout_.BlockElements();
-        attn.k_offset = rope.k_offset;
-        attn.v_offset = rope.v_offset;
-        attn.block_size = bs;
-        attn.heads = config_.num_attention_heads;
-        attn.kv_heads = config_.num_key_value_heads;
-        attn.head_dim = config_.head_dim;
-        attn.window = window;
-        attn.scale = scale;
+        auto attn = AttentionCommon<DecodeAttentionParams>(l);
         attn.num_seqs = a.num_decode;
         attn.rows = a.decode_rows;
         attn.positions = a.decode_positions;
@@ -354,20 +353,7 @@ Status CudaModelRunner::EnqueueForward(const StepArgs& a, cudaStream_t stream) {
         TANDEM_CUDA_RETURN_IF_ERROR(LaunchDecodeAttention(attn, stream));
       }
       if (a.num_tiles > 0) {
-        PrefillAttentionParams attn;
-        attn.q = qkv_.as<bf16>();
-        attn.q_stride = qkv_stride;
-        attn.out = attn_.as<bf16>();
-        attn.kv_cache = kv_.as<bf16>();
-        attn.block_elements = layout_.BlockElements();
-        attn.k_offset = rope.k_offset;
-        attn.v_offset = rope.v_offset;
-        attn.block_size = bs;
-        attn.heads = config_.num_attention_heads;
-        attn.kv_heads = config_.num_key_value_heads;
-        attn.head_dim = config_.head_dim;
-        attn.window = window;
-        attn.scale = scale;
+        auto attn = AttentionCommon<PrefillAttentionParams>(l);
         attn.seq_row_start = a.prefill_row_start;
         attn.seq_num_rows = a.prefill_num_rows;
         attn.seq_start_pos = a.prefill_start_pos;
@@ -378,41 +364,28 @@ Status CudaModelRunner::EnqueueForward(const StepArgs& a, cudaStream_t stream) {
         TANDEM_CUDA_RETURN_IF_ERROR(LaunchPrefillAttention(attn, stream));
       }
     } else {
-      PagedAttentionParams attn;
-      attn.q = qkv_.as<bf16>();
-      attn.q_stride = qkv_stride;
-      attn.out = attn_.as<bf16>();
-      attn.kv_cache = kv_.as<bf16>();
-      attn.block_elements = layout_.BlockElements();
-      attn.k_offset = rope.k_offset;
-      attn.v_offset = rope.v_offset;
-      attn.block_size = bs;
-      attn.heads = config_.num_attention_heads;
-      attn.kv_heads = config_.num_key_value_heads;
-      attn.head_dim = config_.head_dim;
+      auto attn = AttentionCommon<PagedAttentionParams>(l);
       attn.rows = total;
       attn.positions = a.positions;
       attn.table_offset = a.table_offset;
       attn.block_tables = a.tables;
-      attn.window = window;
-      attn.scale = scale;
       TANDEM_CUDA_RETURN_IF_ERROR(LaunchPagedAttention(attn, stream));
     }
 
-    TANDEM_RETURN_IF_ERROR(Matmul(attn_.as<bf16>(), L.o, delta_.data(), total, single, hidden,
-                              q_dim_, GemmOut::kBf16, stream));
+    TANDEM_RETURN_IF_ERROR(gemm_->RunRows(attn_.data(), L.o.data(), delta_.data(), total, single,
+                                          hidden, q_dim_, GemmOut::kBf16, stream));
     TANDEM_CUDA_RETURN_IF_ERROR(add_bias(L.o_bias, delta_, hidden));
     TANDEM_CUDA_RETURN_IF_ERROR(
         LaunchAddRmsNorm({x_.as<float>(), delta_.as<bf16>(), L.post_norm.as<float>(), h_.as<bf16>(),
                           nullptr, total, hidden, eps},
                          stream));
-    TANDEM_RETURN_IF_ERROR(Matmul(h_.as<bf16>(), L.gate_up, gate_up_.data(), total, single,
-                              2 * inter, hidden, GemmOut::kBf16, stream));
+    TANDEM_RETURN_IF_ERROR(gemm_->RunRows(h_.data(), L.gate_up.data(), gate_up_.data(), total,
+                                          single, 2 * inter, hidden, GemmOut::kBf16, stream));
     TANDEM_CUDA_RETURN_IF_ERROR(add_bias(L.gate_up_bias, gate_up_, 2 * inter));
     TANDEM_CUDA_RETURN_IF_ERROR(
         LaunchSiluMul({gate_up_.as<bf16>(), act_.as<bf16>(), total, inter}, stream));
-    TANDEM_RETURN_IF_ERROR(Matmul(act_.as<bf16>(), L.down, delta_.data(), total, single, hidden,
-                              inter, GemmOut::kBf16, stream));
+    TANDEM_RETURN_IF_ERROR(gemm_->RunRows(act_.data(), L.down.data(), delta_.data(), total, single,
+                                          hidden, inter, GemmOut::kBf16, stream));
     TANDEM_CUDA_RETURN_IF_ERROR(add_bias(L.down_bias, delta_, hidden));
   }
 
@@ -424,8 +397,8 @@ Status CudaModelRunner::EnqueueForward(const StepArgs& a, cudaStream_t stream) {
         stream));
     const DeviceBuffer& head = lm_head_.size() > 0 ? lm_head_ : embed_;
     // Every logits row counts as a single row: a step's sampled rows are few.
-    TANDEM_RETURN_IF_ERROR(Matmul(normed_.as<bf16>(), head, logits_.data(), a.num_wanted,
-                              a.num_wanted, vocab, hidden, GemmOut::kF32, stream));
+    TANDEM_RETURN_IF_ERROR(gemm_->RunRows(normed_.data(), head.data(), logits_.data(), a.num_wanted,
+                                          a.num_wanted, vocab, hidden, GemmOut::kF32, stream));
   }
   return OkStatus();
 }
@@ -523,8 +496,7 @@ Status CudaModelRunner::Execute(std::span<const SequenceStep> batch,
                                                 host_logits_.size() * sizeof(float),
                                                 cudaMemcpyDeviceToHost, stream));
   }
-  TANDEM_RETURN_IF_ERROR(
-      sampler_->Sample(logits_.as<float>(), vocab, rows, stream, &sampled_));
+  TANDEM_RETURN_IF_ERROR(sampler_->Sample(logits_.as<float>(), vocab, rows, stream, &sampled_));
   FillReturnedLogits(batch, plan, returns_logits ? host_logits_.data() : nullptr, vocab, results);
   for (size_t s = 0, i = 0; s < batch.size(); ++s) {
     if (batch[s].sample) (*results)[s].sampled = std::move(sampled_[i++]);

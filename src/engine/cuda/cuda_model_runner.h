@@ -30,9 +30,9 @@
 namespace tandem::engine::cuda {
 
 struct CudaRunnerOptions {
-  int num_blocks = 256;  // KV blocks to allocate on the device.
-  int block_size = 16;   // Tokens per block.
-  int device = 0;        // CUDA device ordinal.
+  int num_blocks = 256;        // KV blocks to allocate on the device.
+  int block_size = 16;         // Tokens per block.
+  int device = 0;              // CUDA device ordinal.
   bool cuda_graphs = true;     // Decode steps through captured graphs.
   int max_graph_batch = 256;   // Larger decode batches launch directly.
   bool fast_attention = true;  // false: the simple paged kernel everywhere (reference runs).
@@ -82,9 +82,9 @@ class CudaModelRunner final : public ModelRunner {
 
   CudaModelRunner(const model::ModelConfig& config, const CudaRunnerOptions& options);
   Status LoadWeights(const model::WeightSource& weights);
-  StatusOr<DeviceBuffer> UploadParts(const model::WeightSource& source,
-                                     const std::vector<std::pair<std::string, std::vector<int64_t>>>& parts,
-                                     bool bf16);
+  StatusOr<DeviceBuffer> UploadParts(
+      const model::WeightSource& source,
+      const std::vector<std::pair<std::string, std::vector<int64_t>>>& parts, bool bf16);
   // Grows the per-step buffers; bumps generation_ when one moves (captured graphs then refer to
   // freed memory and are dropped).
   Status Reserve(int rows, int wanted, size_t meta_ints, size_t freq_floats, size_t decode_floats);
@@ -92,10 +92,10 @@ class CudaModelRunner final : public ModelRunner {
   // capture).
   Status EnqueueForward(const StepArgs& args, cudaStream_t stream);
   int DecodeSplits(int max_context) const;
-  // c = a · wᵀ over `rows` rows whose first `single` are rows of single-token sequences: those go
-  // through the skinny kernel when it takes them (batch-invariant), the rest through cuBLASLt.
-  Status Matmul(const __nv_bfloat16* a, const DeviceBuffer& w, void* c, int rows, int single, int n, int k,
-                GemmOut out, cudaStream_t stream);
+  // The params every attention kernel shares (q, out, this layer's KV planes, heads, window,
+  // scale), for layer `layer`.
+  template <typename Params>
+  Params AttentionCommon(int layer) const;
 
   model::ModelConfig config_;
   KvLayout layout_;
