@@ -253,7 +253,8 @@ int main(int argc, char** argv) {
   app.add_option("--models", models, "built-in model shapes")->delimiter(',');
   app.add_option("--decode-batches", batches)->delimiter(',');
   app.add_option("--contexts", contexts, "decode contexts (0: no decode rows)")->delimiter(',');
-  app.add_option("--prefill-lengths", prefill_lengths)->delimiter(',');
+  app.add_option("--prefill-lengths", prefill_lengths, "prompt lengths (0: no prefill rows)")
+      ->delimiter(',');
   app.add_option("--iters", iters);
   app.add_option("--warmup", warmup);
   app.add_option("--json-out", json_out);
@@ -361,6 +362,7 @@ int main(int argc, char** argv) {
 
     // Prefill.
     for (int length : prefill_lengths) {
+      if (length <= 0) continue;  // --prefill-lengths 0: decode rows only
       std::vector<int32_t> prompt(length);
       for (auto& t : prompt) t = token(rng);
       const std::vector<BlockId> table = Table(0, (length + block_size - 1) / block_size);

@@ -13,6 +13,7 @@
 
 #include "engine/cuda/cuda_model_runner.h"
 #include "engine/cuda/gemm.h"
+#include "engine/cuda/kernels.h"
 #include "model/tensor.h"
 #include "engine_test_util.h"
 #include "model/model_config.h"
@@ -106,6 +107,17 @@ double MaxRelError(const std::vector<float>& got, const std::vector<float>& ref)
   return max_ref > 0 ? max_err / max_ref : INFINITY;
 }
 
+// `count` bf16 values uniform in [-scale, scale), on the device.
+cuda::DeviceBuffer UploadBf16(size_t count, float scale, std::mt19937& rng) {
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<uint16_t> host(count);
+  for (auto& v : host) v = model::F32ToBf16(scale * dist(rng));
+  auto buf = cuda::DeviceBuffer::Create(count * 2);
+  EXPECT_TRUE(buf.ok());
+  EXPECT_EQ(cudaMemcpy(buf->data(), host.data(), count * 2, cudaMemcpyHostToDevice), cudaSuccess);
+  return std::move(buf).value();
+}
+
 // The skinny kernel against cuBLASLt on the same operands, and a row's result independent of m.
 TEST(SkinnyGemmTest, MatchesCublasAndIsBatchInvariant) {
   if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
@@ -113,16 +125,7 @@ TEST(SkinnyGemmTest, MatchesCublasAndIsBatchInvariant) {
   ASSERT_TRUE(gemm.ok()) << gemm.status();
   for (const auto& [n, k] : {std::pair{1000, 4096}, std::pair{4099, 40}, std::pair{24, 14336}}) {
     std::mt19937 rng(n + k);
-    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-    const auto upload = [&](size_t count, float scale) {
-      std::vector<uint16_t> host(count);
-      for (auto& v : host) v = model::F32ToBf16(scale * dist(rng));
-      auto buf = cuda::DeviceBuffer::Create(count * 2);
-      EXPECT_TRUE(buf.ok());
-      EXPECT_EQ(cudaMemcpy(buf->data(), host.data(), count * 2, cudaMemcpyHostToDevice),
-                cudaSuccess);
-      return std::move(buf).value();
-    };
+    const auto upload = [&](size_t count, float scale) { return UploadBf16(count, scale, rng); };
     const auto a = upload(size_t{8} * k, 1.0f);
     const auto w = upload(static_cast<size_t>(n) * k, 0.05f);
     auto out = cuda::DeviceBuffer::Create(size_t{8} * n * 4);
@@ -146,6 +149,48 @@ TEST(SkinnyGemmTest, MatchesCublasAndIsBatchInvariant) {
     EXPECT_TRUE(std::equal(one.begin(), one.end(), got.begin())) << "row 0 depends on m";
     const auto five = run(5, true);
     EXPECT_TRUE(std::equal(five.begin(), five.end(), got.begin())) << "rows depend on m";
+  }
+}
+
+// The SiLU-gated skinny product (decode steps' gate_up and SiLU in one kernel) gives the bits of
+// the separate skinny product and SiLU kernel, for any m; other steps are left to the caller.
+TEST(SkinnyGemmTest, SiluGatedEqualsProductThenSilu) {
+  if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
+  auto gemm = cuda::Gemm::Create();
+  ASSERT_TRUE(gemm.ok()) << gemm.status();
+  for (const auto& [inter, k] : {std::pair{1000, 4096}, std::pair{20, 40}}) {
+    std::mt19937 rng(inter + k);
+    const auto upload = [&](size_t count, float scale) { return UploadBf16(count, scale, rng); };
+    const auto a = upload(size_t{8} * k, 1.0f);
+    const auto w = upload(size_t{2} * inter * k, 0.05f);
+    auto gate_up = cuda::DeviceBuffer::Create(size_t{8} * 2 * inter * 2);
+    auto act = cuda::DeviceBuffer::Create(size_t{8} * inter * 2);
+    ASSERT_TRUE(gate_up.ok() && act.ok());
+    const auto read = [&](int m) {
+      std::vector<uint16_t> host(static_cast<size_t>(m) * inter);
+      EXPECT_EQ(cudaMemcpy(host.data(), act->data(), host.size() * 2, cudaMemcpyDeviceToHost),
+                cudaSuccess);
+      return host;
+    };
+    for (int m : {1, 3, 8}) {
+      ASSERT_TRUE((*gemm)->RunRows(a.data(), w.data(), gate_up->data(), m, m, 2 * inter, k,
+                                   cuda::GemmOut::kBf16, nullptr)
+                      .ok());
+      ASSERT_EQ(cuda::LaunchSiluMul(
+                    {gate_up->as<__nv_bfloat16>(), act->as<__nv_bfloat16>(), m, inter}, nullptr),
+                cudaSuccess);
+      const auto ref = read(m);
+      ASSERT_EQ(cudaMemset(act->data(), 0xff, act->size()), cudaSuccess);
+      auto fused = (*gemm)->TryRunSiluGated(a.data(), w.data(), act->data(), m, m, inter, k,
+                                            nullptr);
+      ASSERT_TRUE(fused.ok()) << fused.status();
+      ASSERT_TRUE(*fused) << "m " << m;
+      EXPECT_EQ(read(m), ref) << "inter " << inter << " k " << k << " m " << m;
+    }
+    // A step with rows of several tokens, or more rows than the skinny kernel takes: not taken.
+    auto mixed = (*gemm)->TryRunSiluGated(a.data(), w.data(), act->data(), 8, 4, inter, k, nullptr);
+    ASSERT_TRUE(mixed.ok());
+    EXPECT_FALSE(*mixed);
   }
 }
 

@@ -243,16 +243,25 @@ class CudaSamplingTest : public ::testing::Test {
   }
 
   // Samples every case on the device, in one batch; rows[i] picks the matrix row of request i.
+  // Request i samples logits row rows[i] with the parameters and seed of cases[rows[i]].
   std::vector<GeneratedToken> SampleOnDevice(const DeviceBuffer& logits, int vocab,
                                              std::span<const Case> cases,
                                              std::span<const int> rows) {
+    return SampleOnDevice(logits, vocab, cases, rows, rows);
+  }
+
+  // Request i samples logits row rows[i] with the parameters and seed of cases[case_of[i]].
+  std::vector<GeneratedToken> SampleOnDevice(const DeviceBuffer& logits, int vocab,
+                                             std::span<const Case> cases,
+                                             std::span<const int> rows,
+                                             std::span<const int> case_of) {
     auto sampler = GpuSampler::Create();
     EXPECT_TRUE(sampler.ok()) << sampler.status();
     if (!sampler.ok()) return {};
     std::vector<SamplingContext> contexts;
     std::vector<GpuSampleRequest> requests;
     contexts.reserve(rows.size());
-    for (int row : rows) contexts.push_back(cases[static_cast<size_t>(row)].Context());
+    for (int c : case_of) contexts.push_back(cases[static_cast<size_t>(c)].Context());
     for (size_t i = 0; i < rows.size(); ++i) requests.push_back({rows[i], &contexts[i]});
     std::vector<GeneratedToken> tokens;
     const Status status =
@@ -478,9 +487,12 @@ TEST_F(CudaSamplingTest, DistributionMatchesTopPProbabilities) {
   for (int i = 0; i < kDraws; ++i) cases[static_cast<size_t>(i)].seed = static_cast<uint64_t>(i);
   const std::vector<Case> one = {base};
   const DeviceBuffer logits = Upload(one);
+  // Every draw reads the one logits row, each with its own case's seed.
   const std::vector<int> rows(kDraws, 0);
+  std::vector<int> case_of(kDraws);
+  std::iota(case_of.begin(), case_of.end(), 0);
   const std::vector<GeneratedToken> gpu =
-      SampleOnDevice(logits, static_cast<int>(vocab), cases, rows);
+      SampleOnDevice(logits, static_cast<int>(vocab), cases, rows, case_of);
   ASSERT_EQ(gpu.size(), cases.size());
   std::vector<int> counts(vocab, 0);
   int equal = 0;

@@ -6,6 +6,7 @@
 
 #include "engine/cuda/block_reduce.cuh"
 #include "engine/cuda/kernels.h"
+#include "engine/cuda/pdl.cuh"
 
 namespace tandem::engine::cuda {
 namespace {
@@ -13,6 +14,7 @@ namespace {
 constexpr int kTile = 128;  // keys per tile = threads per CTA
 
 __global__ void __launch_bounds__(kTile) PagedAttentionKernel(PagedAttentionParams p) {
+  GridDependencyBegin();
   extern __shared__ float smem[];
   float* q = smem;                 // [head_dim]
   float* acc = q + p.head_dim;     // [head_dim]
@@ -81,8 +83,8 @@ cudaError_t LaunchPagedAttention(const PagedAttentionParams& p, cudaStream_t str
     return cudaErrorInvalidValue;
   }
   const size_t smem = (2 * static_cast<size_t>(p.head_dim) + kTile) * sizeof(float);
-  PagedAttentionKernel<<<p.rows * p.heads, kTile, smem, stream>>>(p);
-  return cudaGetLastError();
+  return LaunchWithDependency(PagedAttentionKernel, dim3(p.rows * p.heads), dim3(kTile), smem,
+                              stream, p);
 }
 
 }  // namespace tandem::engine::cuda

@@ -379,11 +379,19 @@ Status CudaModelRunner::EnqueueForward(const StepArgs& a, cudaStream_t stream) {
         LaunchAddRmsNorm({x_.as<float>(), delta_.as<bf16>(), L.post_norm.as<float>(), h_.as<bf16>(),
                           nullptr, total, hidden, eps},
                          stream));
-    TANDEM_RETURN_IF_ERROR(gemm_->RunRows(h_.data(), L.gate_up.data(), gate_up_.data(), total,
-                                          single, 2 * inter, hidden, GemmOut::kBf16, stream));
-    TANDEM_CUDA_RETURN_IF_ERROR(add_bias(L.gate_up_bias, gate_up_, 2 * inter));
-    TANDEM_CUDA_RETURN_IF_ERROR(
-        LaunchSiluMul({gate_up_.as<bf16>(), act_.as<bf16>(), total, inter}, stream));
+    bool fused = false;
+    if (L.gate_up_bias.size() == 0) {
+      TANDEM_ASSIGN_OR_RETURN(fused, gemm_->TryRunSiluGated(h_.data(), L.gate_up.data(),
+                                                            act_.data(), total, single, inter,
+                                                            hidden, stream));
+    }
+    if (!fused) {
+      TANDEM_RETURN_IF_ERROR(gemm_->RunRows(h_.data(), L.gate_up.data(), gate_up_.data(), total,
+                                            single, 2 * inter, hidden, GemmOut::kBf16, stream));
+      TANDEM_CUDA_RETURN_IF_ERROR(add_bias(L.gate_up_bias, gate_up_, 2 * inter));
+      TANDEM_CUDA_RETURN_IF_ERROR(
+          LaunchSiluMul({gate_up_.as<bf16>(), act_.as<bf16>(), total, inter}, stream));
+    }
     TANDEM_RETURN_IF_ERROR(gemm_->RunRows(act_.data(), L.down.data(), delta_.data(), total, single,
                                           hidden, inter, GemmOut::kBf16, stream));
     TANDEM_CUDA_RETURN_IF_ERROR(add_bias(L.down_bias, delta_, hidden));

@@ -11,6 +11,7 @@
 
 #include "engine/cuda/decode_attention.h"
 #include "engine/cuda/mma.cuh"
+#include "engine/cuda/pdl.cuh"
 
 namespace tandem::engine::cuda {
 namespace {
@@ -51,6 +52,7 @@ __global__ void __launch_bounds__(kThreads, 3)
   constexpr int kChunks = Shape::kChunks;
   constexpr int kStages = Shape::kStages;
   extern __shared__ __align__(128) unsigned char smem[];
+  GridDependencyBegin();
 
   const int seq = blockIdx.x;
   const int kvh = blockIdx.y;
@@ -296,6 +298,7 @@ constexpr int kCombineHeads = 4;
 
 template <int kHeadDim>
 __global__ void DecodeCombineKernel(const DecodeAttentionParams p) {
+  GridDependencyBegin();
   const int seq = blockIdx.x;
   const int h = blockIdx.y * kCombineHeads + threadIdx.y;
   if (h >= p.heads) return;
@@ -337,12 +340,12 @@ cudaError_t Launch(const DecodeAttentionParams& p, int block_shift, cudaStream_t
   cudaError_t error =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   if (error != cudaSuccess) return error;
-  kernel<<<dim3(p.num_seqs, p.kv_heads, p.max_splits), kThreads, kSmem, stream>>>(p, block_shift);
-  error = cudaGetLastError();
+  error = LaunchWithDependency(kernel, dim3(p.num_seqs, p.kv_heads, p.max_splits), dim3(kThreads),
+                               kSmem, stream, p, block_shift);
   if (error != cudaSuccess || p.max_splits == 1) return error;
-  DecodeCombineKernel<kHeadDim><<<dim3(p.num_seqs, (p.heads + kCombineHeads - 1) / kCombineHeads),
-                                  dim3(kHeadDim / 4, kCombineHeads), 0, stream>>>(p);
-  return cudaGetLastError();
+  return LaunchWithDependency(DecodeCombineKernel<kHeadDim>,
+                              dim3(p.num_seqs, (p.heads + kCombineHeads - 1) / kCombineHeads),
+                              dim3(kHeadDim / 4, kCombineHeads), 0, stream, p);
 }
 
 bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }

@@ -128,6 +128,22 @@ Status Gemm::Run(const void* a, const void* w, void* c, int m, int n, int k, Gem
   return OkStatus();
 }
 
+StatusOr<bool> Gemm::TryRunSiluGated(const void* a, const void* w, void* act, int rows,
+                                     int single, int n, int k, cudaStream_t stream) {
+  if (rows != single || !SkinnyGemmSupports(rows, k)) return false;
+  SkinnyGemmParams p;
+  p.a = static_cast<const __nv_bfloat16*>(a);
+  p.w = static_cast<const __nv_bfloat16*>(w);
+  p.c = act;
+  p.m = rows;
+  p.n = n;
+  p.k = k;
+  p.gated = true;
+  const cudaError_t error = LaunchSkinnyGemm(p, stream);
+  if (error != cudaSuccess) return CudaStatus(error, "skinny gemm (SiLU-gated)");
+  return true;
+}
+
 Status Gemm::RunRows(const void* a, const void* w, void* c, int rows, int single, int n, int k,
                      GemmOut out, cudaStream_t stream) {
   const size_t out_bytes = out == GemmOut::kBf16 ? 2 : 4;

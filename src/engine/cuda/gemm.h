@@ -48,6 +48,13 @@ class Gemm {
                  GemmOut out, cudaStream_t stream);
   static constexpr int kSplitKMaxRows = 256;
 
+  // An MLP's gate_up product and SiLU in one pass for a step whose `rows` are all single-token
+  // rows that the skinny kernel takes: act [rows, n] (bf16) = silu(a·gateᵀ) · (a·upᵀ), with w the
+  // [2n, k] gate_up (the same bits as RunRows then LaunchSiluMul). False, with nothing launched,
+  // for any other step.
+  StatusOr<bool> TryRunSiluGated(const void* a, const void* w, void* act, int rows, int single,
+                                 int n, int k, cudaStream_t stream);
+
  private:
   struct Plan {
     cublasLtMatmulDesc_t op = nullptr;

@@ -4,6 +4,8 @@
 
 #include "engine/cuda/block_reduce.cuh"
 #include "engine/cuda/kernels.h"
+#include "engine/cuda/pdl.cuh"
+#include "engine/cuda/silu.cuh"
 
 namespace tandem::engine::cuda {
 namespace {
@@ -20,6 +22,7 @@ __global__ void EmbeddingKernel(EmbeddingParams p) {
 // One CTA per row; with hidden % 4 == 0 every access is 16 bytes of x (8 of delta and out).
 template <bool kVec4>
 __global__ void AddRmsNormKernel(AddRmsNormParams p) {
+  GridDependencyBegin();
   const int r = blockIdx.x;
   const int64_t s = p.gather != nullptr ? p.gather[r] : r;
   float* x = p.x + s * p.hidden;
@@ -71,6 +74,7 @@ __global__ void AddRmsNormKernel(AddRmsNormParams p) {
 }
 
 __global__ void AddBiasKernel(AddBiasParams p) {
+  GridDependencyBegin();
   const int r = blockIdx.x;
   bf16* row = p.data + static_cast<int64_t>(r) * p.cols;
   for (int i = threadIdx.x; i < p.cols; i += blockDim.x) {
@@ -81,6 +85,7 @@ __global__ void AddBiasKernel(AddBiasParams p) {
 // Grid (rows, chunks): the row's work items are its rotary pairs (every q and k head) followed by
 // the plain copies into the KV slot (K past rotary_dim, all of V); each thread takes one.
 __global__ void RopeKvWriteKernel(RopeKvWriteParams p) {
+  GridDependencyBegin();
   const int r = blockIdx.x;
   const int pos = p.positions[r];
   const int half = p.rotary_dim / 2;
@@ -124,12 +129,11 @@ __global__ void RopeKvWriteKernel(RopeKvWriteParams p) {
   v_dst[e] = row[q_dim + kv_dim + e];
 }
 
-__device__ __forceinline__ float Silu(float g) { return g / (1.0f + expf(-g)); }
-
 // Grid-stride over the output; with inter % 8 == 0 each thread takes 8 elements (16-byte loads of
 // gate and up, one 16-byte store).
 template <bool kVec8>
 __global__ void SiluMulKernel(SiluMulParams p) {
+  GridDependencyBegin();
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t start = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if constexpr (kVec8) {
@@ -207,18 +211,15 @@ cudaError_t LaunchAddRmsNorm(const AddRmsNormParams& p, cudaStream_t stream) {
   const bool vec4 = p.hidden % 4 == 0;
   const int lanes = vec4 ? p.hidden / 4 : p.hidden;
   const int threads = std::clamp((lanes + 31) / 32 * 32, 32, 1024);
-  if (vec4) {
-    AddRmsNormKernel<true><<<p.rows, threads, 0, stream>>>(p);
-  } else {
-    AddRmsNormKernel<false><<<p.rows, threads, 0, stream>>>(p);
-  }
-  return cudaGetLastError();
+  return vec4 ? LaunchWithDependency(AddRmsNormKernel<true>, dim3(p.rows), dim3(threads), 0,
+                                     stream, p)
+              : LaunchWithDependency(AddRmsNormKernel<false>, dim3(p.rows), dim3(threads), 0,
+                                     stream, p);
 }
 
 cudaError_t LaunchAddBias(const AddBiasParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
-  AddBiasKernel<<<p.rows, kThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  return LaunchWithDependency(AddBiasKernel, dim3(p.rows), dim3(kThreads), 0, stream, p);
 }
 
 cudaError_t LaunchRopeKvWrite(const RopeKvWriteParams& p, cudaStream_t stream) {
@@ -226,8 +227,7 @@ cudaError_t LaunchRopeKvWrite(const RopeKvWriteParams& p, cudaStream_t stream) {
   if (p.rotary_dim % 2 != 0 || p.rotary_dim > p.head_dim) return cudaErrorInvalidValue;
   const int items = (p.heads + p.kv_heads) * (p.rotary_dim / 2) + p.kv_heads * p.head_dim;
   const dim3 grid(p.rows, (items + kThreads - 1) / kThreads);
-  RopeKvWriteKernel<<<grid, kThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  return LaunchWithDependency(RopeKvWriteKernel, grid, dim3(kThreads), 0, stream, p);
 }
 
 cudaError_t LaunchSiluMul(const SiluMulParams& p, cudaStream_t stream) {
@@ -235,12 +235,9 @@ cudaError_t LaunchSiluMul(const SiluMulParams& p, cudaStream_t stream) {
   const bool vec8 = p.inter % 8 == 0;
   const int64_t items = static_cast<int64_t>(p.rows) * (vec8 ? p.inter / 8 : p.inter);
   const int blocks = static_cast<int>(std::min<int64_t>((items + kThreads - 1) / kThreads, 132 * 16));
-  if (vec8) {
-    SiluMulKernel<true><<<blocks, kThreads, 0, stream>>>(p);
-  } else {
-    SiluMulKernel<false><<<blocks, kThreads, 0, stream>>>(p);
-  }
-  return cudaGetLastError();
+  return vec8 ? LaunchWithDependency(SiluMulKernel<true>, dim3(blocks), dim3(kThreads), 0, stream, p)
+              : LaunchWithDependency(SiluMulKernel<false>, dim3(blocks), dim3(kThreads), 0, stream,
+                                     p);
 }
 
 }  // namespace tandem::engine::cuda

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "engine/cuda/mma.cuh"
+#include "engine/cuda/pdl.cuh"
 #include "engine/cuda/prefill_attention.h"
 
 namespace tandem::engine::cuda {
@@ -45,6 +46,7 @@ __global__ void __launch_bounds__(kThreads)
   using Shape = PrefillShape<kHeadDim, kBlockN>;
   constexpr int kChunks = Shape::kChunks;
   extern __shared__ __align__(128) unsigned char smem[];
+  GridDependencyBegin();
   const uint32_t s_q = SmemAddress(smem);
   const uint32_t s_k = s_q + Shape::kQBytes;
   const uint32_t s_v = s_k + 2 * Shape::kTileBytes;
@@ -348,8 +350,8 @@ cudaError_t Launch(const PrefillAttentionParams& p, int block_shift, cudaStream_
   const cudaError_t error =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   if (error != cudaSuccess) return error;
-  kernel<<<dim3(p.heads, p.num_tiles), kThreads, kSmem, stream>>>(p, block_shift);
-  return cudaGetLastError();
+  return LaunchWithDependency(kernel, dim3(p.heads, p.num_tiles), dim3(kThreads), kSmem, stream, p,
+                              block_shift);
 }
 
 bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }

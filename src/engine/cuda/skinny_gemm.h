@@ -29,6 +29,10 @@ struct SkinnyGemmParams {
   int m = 0;
   int n = 0;
   int k = 0;
+  // SiLU-gated (an MLP's gate_up): w holds 2n rows, the gate's [0, n) then the up's [n, 2n), and
+  // c (bf16) gets silu(gate) · up of the bf16-rounded products, as LaunchSiluMul computes it from
+  // a bf16 gate_up.
+  bool gated = false;
 };
 
 // Whether LaunchSkinnyGemm takes these sizes.
