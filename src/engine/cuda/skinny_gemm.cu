@@ -82,6 +82,9 @@ __global__ void __launch_bounds__(kThreads) SkinnyGemmKernel(SkinnyGemmParams p)
   uint4 lo[kGroup], hi[kGroup];
   load_w(b_begin, lo, hi);
   GridDependencyWait();
+  // The next matrix product (after the SiLU-gated one, with no kernel between) may start loading
+  // its weights while this one finishes.
+  GridDependencyTrigger();
   float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   for (int b = b_begin; b < b_end; b += kGroup) {
     uint4 next_lo[kGroup], next_hi[kGroup];
