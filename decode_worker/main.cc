@@ -83,6 +83,16 @@ int main(int argc, char** argv) {
   app.add_option("--max-num-seqs", f.engine.max_num_seqs, "Sequences per batch");
   app.add_option("--max-num-batched-tokens", f.engine.max_num_batched_tokens, "Tokens per step");
   app.add_flag("--no-prefix-caching", f.no_prefix_caching, "Do not reuse cached prompt blocks");
+  app.add_option("--host-cache-blocks", f.engine.host_cache_blocks,
+                 "Host-memory KV tier (G2), in blocks (0: off)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--disk-cache-path", f.engine.disk_cache_path, "Disk KV tier (G3) file");
+  app.add_option("--disk-cache-blocks", f.engine.disk_cache_blocks,
+                 "Disk KV tier (G3), in blocks (0: off)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--disk-cache-admit-after-reuses", f.engine.disk_cache_admit_after_reuses,
+                 "Write a block to disk once reused this often (0: every block)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--host", f.server.host, "Address to bind (gRPC and metrics)");
   app.add_option("--port", f.server.port, "gRPC port (0: ephemeral)");
   app.add_option("--metrics-port", f.server.metrics_port, "Prometheus port (0: ephemeral)");

@@ -1,5 +1,6 @@
 #include "kvcache/block_pool.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -8,9 +9,10 @@
 namespace tandem::kvcache {
 
 BlockPool::BlockPool(BlockPoolOptions options, std::unique_ptr<EvictionPolicy> policy,
-                     const Clock* clock)
+                     const Clock* clock, KvEventSink* events)
     : options_(options),
       clock_(clock != nullptr ? clock : &SystemClock()),
+      events_(events),
       policy_(policy != nullptr ? std::move(policy) : MakeLruPolicy(*clock_)),
       meta_(static_cast<size_t>(options.num_blocks > 0 ? options.num_blocks : 0)) {
   TANDEM_CHECK(options_.num_blocks > 0);
@@ -36,6 +38,7 @@ StatusOr<std::vector<BlockId>> BlockPool::Allocate(int n) {
   }
   std::vector<BlockId> blocks;
   blocks.reserve(static_cast<size_t>(n));
+  std::vector<BlockHash> evicted_hashes;
   for (int i = 0; i < n; ++i) {
     BlockId block;
     if (!free_.empty()) {
@@ -49,11 +52,13 @@ StatusOr<std::vector<BlockId>> BlockPool::Allocate(int n) {
       BlockMeta& evicted = meta_[block.value()];
       TANDEM_CHECK(evicted.ref_count == 0 && evicted.hash.has_value());
       index_.erase(*evicted.hash);
+      evicted_hashes.push_back(*evicted.hash);
       evicted.hash.reset();
     }
     meta_[block.value()].ref_count = 1;
     blocks.push_back(block);
   }
+  if (events_ != nullptr) events_->Removed(KvTier::kDevice, evicted_hashes);
   return blocks;
 }
 
@@ -80,7 +85,7 @@ int BlockPool::CountPrefix(std::span<const BlockHash> hashes) const {
   return count;
 }
 
-void BlockPool::Register(BlockId block, BlockHash hash) {
+void BlockPool::Register(BlockId block, BlockHash hash, std::optional<BlockHash> parent) {
   TANDEM_CHECK(block.value() >= 0 && block.value() < options_.num_blocks);
   BlockMeta& meta = meta_[block.value()];
   TANDEM_CHECK(meta.ref_count > 0);  // Only a held block has data its owner vouches for.
@@ -93,7 +98,9 @@ void BlockPool::Register(BlockId block, BlockHash hash) {
   }
   // First writer wins: the indexed block may already be shared by other sequences, and the
   // duplicate is released as an ordinary free block.
-  if (index_.try_emplace(hash, block).second) meta.hash = hash;
+  if (!index_.try_emplace(hash, block).second) return;
+  meta.hash = hash;
+  if (events_ != nullptr) events_->Stored(KvTier::kDevice, parent, {&hash, 1});
 }
 
 void BlockPool::Release(std::span<const BlockId> blocks) {
@@ -122,9 +129,12 @@ std::optional<BlockHash> BlockPool::hash_of(BlockId block) const {
 }
 
 void BlockPool::ClearCache() {
+  std::vector<BlockHash> removed;
+  removed.reserve(index_.size());
   for (int i = 0; i < options_.num_blocks; ++i) {
     BlockMeta& meta = meta_[i];
     if (!meta.hash.has_value()) continue;
+    removed.push_back(*meta.hash);
     meta.hash.reset();
     if (meta.ref_count == 0) {
       policy_->Remove(BlockId(i));
@@ -132,6 +142,16 @@ void BlockPool::ClearCache() {
     }
   }
   index_.clear();
+  if (events_ != nullptr) events_->Removed(KvTier::kDevice, removed);
+}
+
+void BlockPool::Reset() {
+  for (int i = 0; i < options_.num_blocks; ++i) policy_->Remove(BlockId(i));
+  std::fill(meta_.begin(), meta_.end(), BlockMeta{});
+  index_.clear();
+  free_.clear();
+  for (int i = options_.num_blocks - 1; i >= 0; --i) free_.push_back(BlockId(i));
+  if (events_ != nullptr) events_->Cleared();
 }
 
 }  // namespace tandem::kvcache

@@ -5,6 +5,9 @@
 // cached (ref count 0 but registered under a hash: reusable by a prefix hit until evicted).
 // Allocation takes free blocks first, then evicts cached ones through the EvictionPolicy.
 //
+// Every change of what the index holds is reported to the optional KvEventSink as tier kDevice:
+// Stored on Register, Removed on eviction and ClearCache, Cleared on Reset.
+//
 // Thread safety: not thread-safe; owned by the engine thread.
 #pragma once
 
@@ -16,6 +19,7 @@
 
 #include "kvcache/clock.h"
 #include "kvcache/eviction_policy.h"
+#include "kvcache/kv_events.h"
 #include "tandem/block_hash.h"
 #include "tandem/ids.h"
 #include "tandem/status.h"
@@ -29,10 +33,10 @@ struct BlockPoolOptions {
 
 class BlockPool {
  public:
-  // `policy` defaults to LRU on `clock`, which defaults to SystemClock(). The clock must outlive
-  // the pool.
+  // `policy` defaults to LRU on `clock`, which defaults to SystemClock(). The clock and the
+  // event sink (null: no events) must outlive the pool.
   explicit BlockPool(BlockPoolOptions options, std::unique_ptr<EvictionPolicy> policy = nullptr,
-                     const Clock* clock = nullptr);
+                     const Clock* clock = nullptr, KvEventSink* events = nullptr);
   BlockPool(const BlockPool&) = delete;
   BlockPool& operator=(const BlockPool&) = delete;
 
@@ -52,9 +56,10 @@ class BlockPool {
   // How many leading hashes MatchPrefix would match; changes nothing.
   int CountPrefix(std::span<const BlockHash> hashes) const;
 
-  // Publishes a held, full block under `hash`. When another block already holds `hash` the
-  // index keeps that one and `block` stays unregistered. A block registers at most once.
-  void Register(BlockId block, BlockHash hash);
+  // Publishes a held, full block under `hash` (`parent`: the hash of the block before it in its
+  // sequence, for the Stored event). When another block already holds `hash` the index keeps
+  // that one and `block` stays unregistered. A block registers at most once.
+  void Register(BlockId block, BlockHash hash, std::optional<BlockHash> parent = std::nullopt);
 
   // Drops one reference from each block, in reverse order of `blocks` (so a sequence's last
   // blocks are evicted before its first). A block reaching zero becomes cached when registered,
@@ -67,6 +72,10 @@ class BlockPool {
   // Forgets every cached block (held blocks keep their data but lose their registration).
   void ClearCache();
 
+  // Back to a fresh pool: every block free (references dropped: no sequence may still use one),
+  // the index empty, a Cleared event.
+  void Reset();
+
  private:
   struct BlockMeta {
     int ref_count = 0;
@@ -75,6 +84,7 @@ class BlockPool {
 
   BlockPoolOptions options_;
   const Clock* clock_;
+  KvEventSink* events_;
   std::unique_ptr<EvictionPolicy> policy_;
   std::vector<BlockMeta> meta_;
   std::vector<BlockId> free_;  // LIFO stack of free blocks.

@@ -10,7 +10,7 @@ packages=(
   libopenblas-dev
   libpcre2-dev libutf8proc-dev libsentencepiece-dev python3-jinja2
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
-  prometheus-cpp-dev libboost-dev libsystemd-dev curl
+  prometheus-cpp-dev libboost-dev libsystemd-dev liburing-dev curl
 )
 
 missing=()

@@ -41,19 +41,56 @@ Status ValidateSampling(const SamplingParams& p, int vocab) {
 
 }  // namespace
 
-LlmEngine::LlmEngine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options)
+namespace {
+
+// The pool's blocks in and out of host memory, for the tiers.
+class RunnerBlockMover final : public kvcache::BlockMover {
+ public:
+  explicit RunnerBlockMover(ModelRunner* runner) : runner_(runner) {}
+  size_t block_bytes() const override { return runner_->kv_layout().BlockBytes(); }
+  Status CopyOut(BlockId block, std::span<std::byte> out) override {
+    return runner_->CopyBlockOut(block, out);
+  }
+  Status CopyIn(BlockId block, std::span<const std::byte> data) override {
+    return runner_->CopyBlockIn(block, data);
+  }
+
+ private:
+  ModelRunner* runner_;
+};
+
+}  // namespace
+
+LlmEngine::LlmEngine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options,
+                     std::unique_ptr<kvcache::BlockMover> mover)
     : runner_(std::move(runner)),
       options_(options),
       max_model_len_(options.max_model_len > 0 ? options.max_model_len
                                                : MaxModelLen(runner_->config())),
       identity_(options.model_name + "|" + runner_->config().Identity()),
       eos_ids_(runner_->config().eos_token_ids),
-      pool_(kvcache::BlockPoolOptions{runner_->num_blocks(), options.enable_prefix_caching}),
-      scheduler_(SchedulerOptions{runner_->kv_layout().block_size, options.max_num_seqs,
-                                  options.max_num_batched_tokens},
-                 &pool_) {
+      events_(options.kv_event_capacity),
+      mover_(std::move(mover)),
+      pool_(kvcache::BlockPoolOptions{runner_->num_blocks(), options.enable_prefix_caching},
+            nullptr, nullptr, &events_) {
   blocks_available_ = pool_.num_available();
-  thread_ = std::thread([this] { Loop(); });
+}
+
+Status LlmEngine::CreateTiers() {
+  if (options_.enable_prefix_caching) {
+    TANDEM_ASSIGN_OR_RETURN(tiers_,
+                            kvcache::KvTiers::Create({.host_blocks = options_.host_cache_blocks,
+                                                      .disk_path = options_.disk_cache_path,
+                                                      .disk_blocks = options_.disk_cache_blocks,
+                                                      .disk_admit_after_reuses =
+                                                          options_.disk_cache_admit_after_reuses},
+                                                     mover_.get(), nullptr, nullptr, &events_));
+  }
+  scheduler_ = std::make_unique<Scheduler>(
+      SchedulerOptions{runner_->kv_layout().block_size, options_.max_num_seqs,
+                       options_.max_num_batched_tokens},
+      &pool_, tiers_.get());
+  return OkStatus();
 }
 
 StatusOr<std::unique_ptr<LlmEngine>> LlmEngine::Create(std::unique_ptr<ModelRunner> runner,
@@ -64,10 +101,22 @@ StatusOr<std::unique_ptr<LlmEngine>> LlmEngine::Create(std::unique_ptr<ModelRunn
     return InvalidArgumentError("max_num_batched_tokens must be >= 1");
   }
   if (options.max_model_len < 0) return InvalidArgumentError("max_model_len must be >= 0");
-  auto engine = std::unique_ptr<LlmEngine>(new LlmEngine(std::move(runner), options));
-  spdlog::info("engine started blocks={} block_size={} max_model_len={} prefix_caching={}",
-               engine->runner_->num_blocks(), engine->runner_->kv_layout().block_size,
-               engine->max_model_len_, options.enable_prefix_caching);
+  if (options.host_cache_blocks < 0 || options.disk_cache_blocks < 0) {
+    return InvalidArgumentError("tier sizes must be >= 0");
+  }
+  if (options.kv_event_capacity < 1) return InvalidArgumentError("kv_event_capacity must be >= 1");
+  auto mover = std::make_unique<RunnerBlockMover>(runner.get());
+  auto engine =
+      std::unique_ptr<LlmEngine>(new LlmEngine(std::move(runner), options, std::move(mover)));
+  TANDEM_RETURN_IF_ERROR(engine->CreateTiers());
+  engine->thread_ = std::thread([e = engine.get()] { e->Loop(); });
+  spdlog::info(
+      "engine started blocks={} block_size={} max_model_len={} prefix_caching={} "
+      "host_cache_blocks={} disk_cache_blocks={}",
+      engine->runner_->num_blocks(), engine->runner_->kv_layout().block_size,
+      engine->max_model_len_, options.enable_prefix_caching,
+      engine->tiers_ && engine->tiers_->host() ? options.host_cache_blocks : 0,
+      engine->tiers_ && engine->tiers_->disk() ? options.disk_cache_blocks : 0);
   return engine;
 }
 
@@ -77,7 +126,7 @@ LlmEngine::~LlmEngine() {
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
 }
 
 int LlmEngine::vocab_size() const { return runner_->config().vocab_size; }
@@ -102,9 +151,9 @@ Status LlmEngine::Validate(const GenerateRequest& request) const {
                                 ") exceeds the model's context of " +
                                 std::to_string(max_model_len_) + " tokens");
   }
-  if (scheduler_.BlocksFor(total) > runner_->num_blocks()) {
+  if (scheduler_->BlocksFor(total) > runner_->num_blocks()) {
     return InvalidArgumentError("prompt plus max_tokens needs " +
-                                std::to_string(scheduler_.BlocksFor(total)) +
+                                std::to_string(scheduler_->BlocksFor(total)) +
                                 " KV blocks, more than the pool's " +
                                 std::to_string(runner_->num_blocks()));
   }
@@ -154,7 +203,13 @@ EngineStats LlmEngine::stats() const {
   s.running = running_;
   s.waiting = waiting_;
   s.queued_prefill_tokens = queued_prefill_tokens_;
+  s.onboarded_blocks = onboarded_blocks_;
   return s;
+}
+
+kvcache::KvTiersStats LlmEngine::tier_stats() const {
+  std::lock_guard lock(tier_stats_mu_);
+  return tier_stats_;
 }
 
 void LlmEngine::Loop() {
@@ -164,7 +219,7 @@ void LlmEngine::Loop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] {
-        return stop_ || !inbox_.empty() || !cancels_.empty() || !scheduler_.empty();
+        return stop_ || !inbox_.empty() || !cancels_.empty() || !scheduler_->empty();
       });
       if (stop_) break;
       arrived.swap(inbox_);
@@ -173,10 +228,10 @@ void LlmEngine::Loop() {
     for (auto& seq : arrived) {
       prompt_tokens_ += seq->num_prompt;
       queued_prefill_tokens_ += seq->num_prompt;
-      scheduler_.Add(std::move(seq));
+      scheduler_->Add(std::move(seq));
     }
     for (RequestId id : cancels) {
-      if (auto seq = scheduler_.Remove(id)) {
+      if (auto seq = scheduler_->Remove(id)) {
         if (seq->num_output() == 0) queued_prefill_tokens_ -= seq->num_prompt;
         RequestOutput out;
         out.finished = true;
@@ -186,10 +241,10 @@ void LlmEngine::Loop() {
         seq->stream->Push(std::move(out));
       }
     }
-    if (!scheduler_.empty()) Step();
+    if (!scheduler_->empty()) Step();
     blocks_available_ = pool_.num_available();
-    running_ = scheduler_.num_running();
-    waiting_ = scheduler_.num_waiting();
+    running_ = scheduler_->num_running();
+    waiting_ = scheduler_->num_waiting();
   }
   // Shutting down: every request still held ends as cancelled.
   std::vector<std::unique_ptr<Sequence>> left;
@@ -197,7 +252,7 @@ void LlmEngine::Loop() {
     std::lock_guard<std::mutex> lock(mu_);
     left.swap(inbox_);
   }
-  for (auto& seq : scheduler_.RemoveAll()) left.push_back(std::move(seq));
+  for (auto& seq : scheduler_->RemoveAll()) left.push_back(std::move(seq));
   for (auto& seq : left) {
     RequestOutput out;
     out.finished = true;
@@ -215,16 +270,16 @@ void LlmEngine::Finish(Sequence* seq, FinishReason reason, Status error) {
   out.prompt_tokens = seq->num_prompt;
   out.cached_prompt_tokens = seq->cached_prompt_tokens;
   if (seq->num_output() == 0) queued_prefill_tokens_ -= seq->num_prompt;
-  std::unique_ptr<Sequence> owned = scheduler_.Remove(seq->id);
+  std::unique_ptr<Sequence> owned = scheduler_->Remove(seq->id);
   owned->stream->Push(std::move(out));
 }
 
 void LlmEngine::Step() {
-  SchedulerOutput plan = scheduler_.Schedule();
+  SchedulerOutput plan = scheduler_->Schedule();
   preemptions_ += plan.num_preempted;
   if (plan.scheduled.empty()) {
     // Nothing runs and the head of the queue still does not fit: it never will.
-    if (Sequence* seq = scheduler_.Stuck()) {
+    if (Sequence* seq = scheduler_->Stuck()) {
       Finish(seq, FinishReason::kError,
              ResourceExhaustedError("request does not fit in the KV block pool"));
     }
@@ -263,7 +318,13 @@ void LlmEngine::Step() {
     for (const ScheduledSequence& s : plan.scheduled) Finish(s.seq, FinishReason::kError, status);
     return;
   }
-  scheduler_.OnStepDone(plan);
+  scheduler_->OnStepDone(plan);
+  onboarded_blocks_ = scheduler_->onboarded_blocks();
+  if (tiers_ != nullptr) {
+    const kvcache::KvTiersStats t = tiers_->stats();
+    std::lock_guard lock(tier_stats_mu_);
+    tier_stats_ = t;
+  }
   for (size_t i = 0; i < plan.scheduled.size(); ++i) {
     Postprocess(plan.scheduled[i], results[i]);
   }
@@ -324,7 +385,7 @@ bool LlmEngine::Postprocess(const ScheduledSequence& s, SequenceResult& result) 
   }
   out.finished = true;
   out.finish_reason = reason;
-  std::unique_ptr<Sequence> owned = scheduler_.Remove(seq->id);
+  std::unique_ptr<Sequence> owned = scheduler_->Remove(seq->id);
   owned->stream->Push(std::move(out));
   return true;
 }

@@ -16,6 +16,8 @@
 #include "engine/model_runner.h"
 #include "engine/scheduler.h"
 #include "kvcache/block_pool.h"
+#include "kvcache/kv_events.h"
+#include "kvcache/kv_tiers.h"
 #include "tandem/engine.h"
 
 namespace tandem::engine {
@@ -26,6 +28,13 @@ struct EngineOptions {
   bool enable_prefix_caching = true;  // Reuse full prompt blocks found by chained hash.
   int64_t max_model_len = 0;          // Longest prompt + output; 0 takes the model's.
   std::string model_name;             // Mixed into the block hash seed with the config identity.
+  // Host (G2) and disk (G3) tiers behind the pool (ARCHITECTURE §3 "Tiers"), with prefix caching;
+  // each off unless sized. Host memory is page-aligned (pinned when the backend provides it).
+  int host_cache_blocks = 0;
+  std::string disk_cache_path;             // The worker's file (created, preallocated).
+  int disk_cache_blocks = 0;
+  int disk_cache_admit_after_reuses = 1;  // Disk writes only blocks reused this often.
+  size_t kv_event_capacity = 4096;        // KV events kept for subscribers that fall behind.
 };
 
 // Counters, readable from any thread.
@@ -42,6 +51,8 @@ struct EngineStats {
   // Prompt tokens of requests whose prefill has not finished yet (waiting or mid-prefill),
   // the router's measure of queued prefill work (ARCHITECTURE §3 "Load report").
   int64_t queued_prefill_tokens = 0;
+  // Pool blocks loaded from the host or disk tier instead of being recomputed.
+  int64_t onboarded_blocks = 0;
 };
 
 class LlmEngine final : public Engine {
@@ -60,10 +71,16 @@ class LlmEngine final : public Engine {
   int max_model_len() const override { return static_cast<int>(max_model_len_); }
 
   EngineStats stats() const;
+  // The tiers' counters as of the last step (all zero without tiers).
+  kvcache::KvTiersStats tier_stats() const;
+  // Every change of what the pool and the tiers hold (ARCHITECTURE §3 "KV events").
+  const kvcache::KvEventLog& kv_events() const { return events_; }
   const model::ModelConfig& config() const { return runner_->config(); }
 
  private:
-  LlmEngine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options);
+  LlmEngine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options,
+            std::unique_ptr<kvcache::BlockMover> mover);
+  Status CreateTiers();
   Status Validate(const GenerateRequest& request) const;
   void Loop();
   void Step();
@@ -78,8 +95,11 @@ class LlmEngine final : public Engine {
   std::vector<int32_t> eos_ids_;
 
   // Engine-thread state.
+  kvcache::KvEventLog events_;
+  std::unique_ptr<kvcache::BlockMover> mover_;
+  std::unique_ptr<kvcache::KvTiers> tiers_;
   kvcache::BlockPool pool_;
-  Scheduler scheduler_;
+  std::unique_ptr<Scheduler> scheduler_;
 
   // Inbox, shared with callers.
   mutable std::mutex mu_;
@@ -92,8 +112,11 @@ class LlmEngine final : public Engine {
   std::atomic<int64_t> steps_{0}, preemptions_{0}, prompt_tokens_{0}, cached_prompt_tokens_{0},
       generated_tokens_{0}, queued_prefill_tokens_{0};
   std::atomic<int> blocks_available_{0}, running_{0}, waiting_{0};
+  std::atomic<int64_t> onboarded_blocks_{0};
+  mutable std::mutex tier_stats_mu_;
+  kvcache::KvTiersStats tier_stats_;
 
-  std::thread thread_;  // Last: starts after every member it uses is built.
+  std::thread thread_;  // Started by Create once the tiers and the scheduler exist.
 };
 
 }  // namespace tandem::engine

@@ -6,6 +6,7 @@
 // Thread safety: not thread-safe; called only from the engine thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -54,6 +55,12 @@ class ModelRunner {
   // tokens unspecified (the caller fails or recomputes those sequences).
   virtual Status Execute(std::span<const SequenceStep> batch,
                          std::vector<SequenceResult>* results) = 0;
+
+  // Copies one whole block of the KV pool (kv_layout().BlockBytes(): every layer's K and V) out
+  // to host memory, or in from it: how the host and disk tiers take and give back blocks. Both
+  // complete before they return; the runner's steps are ordered around them.
+  virtual Status CopyBlockOut(BlockId block, std::span<std::byte> out) = 0;
+  virtual Status CopyBlockIn(BlockId block, std::span<const std::byte> data) = 0;
 };
 
 }  // namespace tandem::engine

@@ -1,13 +1,15 @@
 #include "engine/scheduler.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "common/status_macros.h"
 
 namespace tandem::engine {
 
-Scheduler::Scheduler(SchedulerOptions options, kvcache::BlockPool* pool)
-    : options_(options), pool_(pool) {}
+Scheduler::Scheduler(SchedulerOptions options, kvcache::BlockPool* pool, kvcache::KvTiers* tiers)
+    : options_(options), pool_(pool), tiers_(tiers) {}
 
 int Scheduler::BlocksFor(int64_t tokens) const {
   return static_cast<int>((tokens + options_.block_size - 1) / options_.block_size);
@@ -48,9 +50,31 @@ void Scheduler::MatchCachedPrefix(Sequence* seq) {
   // At least the last token must run, to produce the logits the next token is sampled from.
   const int max_blocks = (static_cast<int>(seq->tokens.size()) - 1) / options_.block_size;
   ExtendHashes(seq, max_blocks);
-  seq->blocks = pool_->MatchPrefix(std::span<const BlockHash>(seq->hashes).first(max_blocks));
+  const std::span<const BlockHash> wanted = std::span<const BlockHash>(seq->hashes).first(max_blocks);
+  seq->blocks = pool_->MatchPrefix(wanted);
+  if (tiers_ != nullptr) Onboard(seq, wanted);
   seq->num_registered = static_cast<int>(seq->blocks.size());
   seq->num_computed = seq->num_registered * options_.block_size;
+}
+
+void Scheduler::Onboard(Sequence* seq, std::span<const BlockHash> wanted) {
+  const int hit = static_cast<int>(seq->blocks.size());
+  tiers_->NoteReuse(wanted.first(hit));
+  const std::span<const BlockHash> rest = wanted.subspan(static_cast<size_t>(hit));
+  const int found = tiers_->CountPrefix(rest);
+  if (found == 0 || found > pool_->num_available()) return;
+  auto blocks = pool_->Allocate(found);
+  TANDEM_CHECK(blocks.ok());
+  const int loaded = tiers_->Onboard(rest.first(static_cast<size_t>(found)), *blocks);
+  tiers_->NoteReuse(rest.first(static_cast<size_t>(loaded)));
+  for (int j = 0; j < loaded; ++j) {
+    const size_t b = static_cast<size_t>(hit + j);
+    pool_->Register((*blocks)[static_cast<size_t>(j)], seq->hashes[b],
+                    b > 0 ? std::optional<BlockHash>(seq->hashes[b - 1]) : std::nullopt);
+    seq->blocks.push_back((*blocks)[static_cast<size_t>(j)]);
+  }
+  pool_->Release(std::span<const BlockId>(*blocks).subspan(static_cast<size_t>(loaded)));
+  onboarded_blocks_ += loaded;
 }
 
 SchedulerOutput Scheduler::Schedule() {
@@ -116,7 +140,18 @@ void Scheduler::OnStepDone(const SchedulerOutput& output) {
     seq->num_computed += s.num_tokens;
     const int full = seq->num_computed / options_.block_size;
     ExtendHashes(seq, full);
-    for (int b = seq->num_registered; b < full; ++b) pool_->Register(seq->blocks[b], seq->hashes[b]);
+    for (int b = seq->num_registered; b < full; ++b) {
+      const std::optional<BlockHash> parent =
+          b > 0 ? std::optional<BlockHash>(seq->hashes[b - 1]) : std::nullopt;
+      pool_->Register(seq->blocks[b], seq->hashes[b], parent);
+      if (tiers_ != nullptr) {
+        // A tier that cannot take the block loses nothing the pool holds: serving goes on.
+        if (Status s = tiers_->Offload(seq->hashes[b], parent, seq->blocks[b]); !s.ok()) {
+          spdlog::warn("kv offload failed hash={:016x} error=\"{}\"", seq->hashes[b],
+                       s.ToString());
+        }
+      }
+    }
     seq->num_registered = std::max(seq->num_registered, full);
   }
 }

@@ -7,6 +7,10 @@
 // recently admitted sequence is preempted: its blocks are released and it waits at the head of
 // the queue, to be recomputed (mostly from the prefix cache) when blocks come back.
 //
+// With host and disk tiers (kvcache::KvTiers), a waiting sequence's prefix continues past what
+// the pool holds into what the tiers hold: those blocks are loaded into fresh pool blocks
+// (onboarded) rather than recomputed, and every block a step completes is offloaded to them.
+//
 // Thread safety: not thread-safe; owned by the engine thread.
 #pragma once
 
@@ -16,6 +20,7 @@
 
 #include "engine/sequence.h"
 #include "kvcache/block_pool.h"
+#include "kvcache/kv_tiers.h"
 
 namespace tandem::engine {
 
@@ -37,8 +42,9 @@ struct SchedulerOutput {
 
 class Scheduler {
  public:
-  // `pool` must outlive the scheduler.
-  Scheduler(SchedulerOptions options, kvcache::BlockPool* pool);
+  // `pool` and `tiers` (null: none) must outlive the scheduler.
+  Scheduler(SchedulerOptions options, kvcache::BlockPool* pool,
+            kvcache::KvTiers* tiers = nullptr);
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
@@ -60,6 +66,8 @@ class Scheduler {
   int num_running() const { return static_cast<int>(running_.size()); }
   int num_waiting() const { return static_cast<int>(waiting_.size()); }
   int BlocksFor(int64_t tokens) const;
+  // Pool blocks loaded from the host or disk tier so far.
+  int64_t onboarded_blocks() const { return onboarded_blocks_; }
 
  private:
   void Preempt(Sequence* seq);
@@ -67,11 +75,15 @@ class Scheduler {
   // Hashes of seq's first `full_blocks` blocks, computed on demand.
   void ExtendHashes(Sequence* seq, int full_blocks) const;
   void MatchCachedPrefix(Sequence* seq);
+  // Loads the blocks of `wanted` past seq's pool hit that the tiers hold into new pool blocks.
+  void Onboard(Sequence* seq, std::span<const BlockHash> wanted);
 
   SchedulerOptions options_;
   kvcache::BlockPool* pool_;
+  kvcache::KvTiers* tiers_;
   std::vector<std::unique_ptr<Sequence>> running_;  // In admission order.
   std::deque<std::unique_ptr<Sequence>> waiting_;
+  int64_t onboarded_blocks_ = 0;
 };
 
 }  // namespace tandem::engine

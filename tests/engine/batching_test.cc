@@ -2,6 +2,9 @@
 // is present): none of them may change what a request produces.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <random>
 
 #include "engine_test_util.h"
@@ -58,6 +61,7 @@ using BatchingTest = PerBackend;
 using PrefixReuseTest = PerBackend;
 using PreemptionTest = PerBackend;
 using EngineTest = PerBackend;
+using TieredCacheTest = PerBackend;
 
 std::vector<Completion> RunAlone(const std::vector<GenerateRequest>& requests,
                                  const BackendOptions& backend) {
@@ -162,6 +166,67 @@ TEST_P(PreemptionTest, TooSmallPoolStillCompletesEveryRequestWithSameTokens) {
       << "every block back in the pool, have " << engine->stats().blocks_available;
 }
 
+// A prefix pushed out of the pool (G1) is loaded back from the host tier (G2) or the disk tier
+// (G3) instead of being recomputed, and the request's logits and tokens are those of a full
+// recomputation.
+TEST_P(TieredCacheTest, OnboardingFromHostOrDiskGivesTheLogitsOfRecomputation) {
+  // The reference: the same request on an engine that caches nothing.
+  std::mt19937 rng(kSeed + 5);
+  std::vector<int32_t> extended = RandomPrompt(rng, 80);
+  for (int32_t t : RandomPrompt(rng, 11)) extended.push_back(t);
+  GenerateRequest b = Greedy(extended, 16);
+  b.prompt_logits = PromptLogits::kLast;
+  EngineOptions no_cache;
+  no_cache.enable_prefix_caching = false;
+  const Completion fresh = RunAll(*MakeEngine(Model(), Backend(16), no_cache), {b})[0];
+
+  const std::string disk_path = std::string(TANDEM_BINARY_DIR) + "/tiered_cache_test-" +
+                                GetParam() + "-" + std::to_string(getpid());
+  struct Case {
+    std::string name;
+    EngineOptions options;
+    bool from_disk = false;
+  };
+  std::vector<Case> cases(3);
+  cases[0].name = "host tier";
+  cases[0].options.host_cache_blocks = 64;
+  cases[1].name = "host tier spilling to disk";  // G2 holds 2 blocks: the prefix is on G3
+  cases[1].options.host_cache_blocks = 2;
+  cases[1].from_disk = true;
+  cases[2].name = "disk tier alone";
+  cases[2].from_disk = true;
+  for (int i = 1; i <= 2; ++i) {
+    cases[i].options.disk_cache_path = disk_path;
+    cases[i].options.disk_cache_blocks = 64;
+    cases[i].options.disk_cache_admit_after_reuses = 0;
+  }
+  for (Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    // The shared prompt, then a 254-token request that takes all 16 pool blocks (pushing the
+    // prefix out of the pool), then the shared prompt + 11 tokens.
+    std::mt19937 again(kSeed + 5);
+    const std::vector<int32_t> shared = RandomPrompt(again, 80);  // 5 full blocks
+    RandomPrompt(again, 11);
+    const std::vector<int32_t> filler = RandomPrompt(again, 250);
+    auto engine = MakeEngine(Model(), Backend(/*num_blocks=*/16), c.options);
+    RunAll(*engine, {Greedy(shared, 4)});
+    RunAll(*engine, {Greedy(filler, 4)});
+    const Completion reused = RunAll(*engine, {b})[0];
+    const EngineStats stats = engine->stats();
+    const kvcache::KvTiersStats tiers = engine->tier_stats();
+    EXPECT_EQ(reused.cached_prompt_tokens, 80) << "the shared prefix's 5 blocks, onboarded";
+    EXPECT_EQ(stats.onboarded_blocks, 5);
+    EXPECT_EQ(c.from_disk ? tiers.onboarded_disk : tiers.onboarded_host, 5u);
+    ASSERT_EQ(reused.logits.size(), fresh.logits.size());
+    for (size_t i = 0; i < fresh.logits.size(); ++i) {
+      EXPECT_NEAR(reused.logits[i], fresh.logits[i],
+                  LogitsTolerance() * (1.0f + std::abs(fresh.logits[i])));
+    }
+    EXPECT_EQ(reused.tokens, fresh.tokens);
+  }
+  std::filesystem::remove(disk_path);
+}
+
 TEST_P(EngineTest, RejectsBadRequestsWithoutSideEffects) {
   auto engine = MakeEngine(Model(), Backend());
   EXPECT_EQ(engine->Submit(Greedy({}, 4)).status().code(), StatusCode::kInvalidArgument);
@@ -209,6 +274,8 @@ INSTANTIATE_TEST_SUITE_P(Backends, PrefixReuseTest, ::testing::ValuesIn(TestBack
 INSTANTIATE_TEST_SUITE_P(Backends, PreemptionTest, ::testing::ValuesIn(TestBackends()),
                          kBackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, EngineTest, ::testing::ValuesIn(TestBackends()), kBackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, TieredCacheTest, ::testing::ValuesIn(TestBackends()),
+                         kBackendName);
 
 }  // namespace
 }  // namespace tandem::engine::testing

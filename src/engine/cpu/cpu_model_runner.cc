@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "common/status_macros.h"
@@ -180,6 +181,23 @@ void CpuModelRunner::Attention(std::span<const SequenceStep> batch, int layer, f
       }
     }
   }
+}
+
+// A block is one contiguous run of the pool (block-major layout).
+Status CpuModelRunner::CopyBlockOut(BlockId block, std::span<std::byte> out) {
+  if (block.value() < 0 || block.value() >= num_blocks_ || out.size() != layout_.BlockBytes()) {
+    return InvalidArgumentError("cpu runner: bad block copy");
+  }
+  std::memcpy(out.data(), kv_.data() + block.value() * layout_.BlockElements(), out.size());
+  return OkStatus();
+}
+
+Status CpuModelRunner::CopyBlockIn(BlockId block, std::span<const std::byte> data) {
+  if (block.value() < 0 || block.value() >= num_blocks_ || data.size() != layout_.BlockBytes()) {
+    return InvalidArgumentError("cpu runner: bad block copy");
+  }
+  std::memcpy(kv_.data() + block.value() * layout_.BlockElements(), data.data(), data.size());
+  return OkStatus();
 }
 
 Status CpuModelRunner::Execute(std::span<const SequenceStep> batch,

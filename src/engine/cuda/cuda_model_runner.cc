@@ -411,6 +411,30 @@ Status CudaModelRunner::EnqueueForward(const StepArgs& a, cudaStream_t stream) {
   return OkStatus();
 }
 
+// A block is one contiguous run of the pool (block-major layout). Synchronous copies on the
+// runner's stream, so they are ordered with its steps.
+Status CudaModelRunner::CopyBlockOut(BlockId block, std::span<std::byte> out) {
+  const size_t bytes = layout_.BlockBytes();
+  if (block.value() < 0 || block.value() >= num_blocks_ || out.size() != bytes) {
+    return InvalidArgumentError("cuda runner: bad block copy");
+  }
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out.data(), kv_.as<char>() + block.value() * bytes,
+                                              bytes, cudaMemcpyDeviceToHost, stream_.get()));
+  return stream_.Synchronize();
+}
+
+Status CudaModelRunner::CopyBlockIn(BlockId block, std::span<const std::byte> data) {
+  const size_t bytes = layout_.BlockBytes();
+  if (block.value() < 0 || block.value() >= num_blocks_ || data.size() != bytes) {
+    return InvalidArgumentError("cuda runner: bad block copy");
+  }
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(kv_.as<char>() + block.value() * bytes, data.data(),
+                                              bytes, cudaMemcpyHostToDevice, stream_.get()));
+  return stream_.Synchronize();
+}
+
 Status CudaModelRunner::Execute(std::span<const SequenceStep> batch,
                                 std::vector<SequenceResult>* results) {
   const int vocab = config_.vocab_size;

@@ -52,6 +52,8 @@ class CudaModelRunner final : public ModelRunner {
   int num_blocks() const override { return num_blocks_; }
   Status Execute(std::span<const SequenceStep> batch,
                  std::vector<SequenceResult>* results) override;
+  Status CopyBlockOut(BlockId block, std::span<std::byte> out) override;
+  Status CopyBlockIn(BlockId block, std::span<const std::byte> data) override;
 
   // Bytes of the device KV pool one block needs (bf16).
   static size_t KvBytesPerBlock(const model::ModelConfig& config, int block_size);

@@ -1,0 +1,117 @@
+#include "kvcache/host_store.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "common/status_macros.h"
+
+namespace tandem::kvcache {
+namespace {
+
+constexpr size_t kPage = 4096;
+
+class Aligned final : public HostAllocator {
+ public:
+  StatusOr<void*> Allocate(size_t bytes) override {
+    void* p = std::aligned_alloc(kPage, (bytes + kPage - 1) / kPage * kPage);
+    if (p == nullptr) {
+      return ResourceExhaustedError("host kv tier: cannot allocate " + std::to_string(bytes) +
+                                    " bytes");
+    }
+    return p;
+  }
+  void Free(void* p, size_t) override { std::free(p); }
+};
+
+}  // namespace
+
+HostAllocator& AlignedHostAllocator() {
+  static Aligned* allocator = new Aligned();
+  return *allocator;
+}
+
+StatusOr<std::unique_ptr<HostStore>> HostStore::Create(HostStoreOptions options,
+                                                       HostAllocator* allocator,
+                                                       const Clock* clock, KvEventSink* events) {
+  if (options.block_bytes == 0 || options.capacity_blocks <= 0) {
+    return InvalidArgumentError("host kv tier: block_bytes and capacity_blocks must be positive");
+  }
+  if (allocator == nullptr) allocator = &AlignedHostAllocator();
+  TANDEM_ASSIGN_OR_RETURN(
+      void* memory,
+      allocator->Allocate(options.block_bytes * static_cast<size_t>(options.capacity_blocks)));
+  return std::unique_ptr<HostStore>(new HostStore(options, allocator,
+                                                  static_cast<std::byte*>(memory),
+                                                  clock != nullptr ? *clock : SystemClock(),
+                                                  events));
+}
+
+HostStore::HostStore(HostStoreOptions options, HostAllocator* allocator, std::byte* memory,
+                     const Clock& clock, KvEventSink* events)
+    : SlotStore(options.capacity_blocks, clock, events),
+      options_(options),
+      allocator_(allocator),
+      memory_(memory),
+      parents_(static_cast<size_t>(options.capacity_blocks)) {}
+
+HostStore::~HostStore() {
+  allocator_->Free(memory_, options_.block_bytes * static_cast<size_t>(options_.capacity_blocks));
+}
+
+StatusOr<PutResult> HostStore::Put(BlockHash hash, std::optional<BlockHash> parent,
+                                   std::span<const std::byte> data) {
+  if (data.size() != options_.block_bytes) {
+    return InvalidArgumentError("host kv tier: block of " + std::to_string(data.size()) +
+                                " bytes, expected " + std::to_string(options_.block_bytes));
+  }
+  std::lock_guard lock(mu_);
+  if (const std::optional<int> slot = index_.Find(hash)) {
+    index_.Touch(*slot);
+    return PutResult::kPresent;
+  }
+  std::optional<BlockHash> evicted;
+  const int slot = index_.Acquire(&evicted);
+  if (evicted.has_value()) {
+    ++stats_.evicted;
+    if (evict_hook_) {
+      evict_hook_(*evicted, parents_[static_cast<size_t>(slot)],
+                  {slot_data(slot), options_.block_bytes});
+    }
+    ReportRemoved({&*evicted, 1});
+  }
+  std::memcpy(slot_data(slot), data.data(), data.size());
+  parents_[static_cast<size_t>(slot)] = parent;
+  index_.Publish(slot, hash);
+  ++stats_.stored;
+  stats_.bytes_in += data.size();
+  ReportStored(hash, parent);
+  return PutResult::kStored;
+}
+
+Status HostStore::Get(BlockHash hash, std::span<std::byte> out) {
+  if (out.size() != options_.block_bytes) {
+    return InvalidArgumentError("host kv tier: buffer of " + std::to_string(out.size()) +
+                                " bytes, expected " + std::to_string(options_.block_bytes));
+  }
+  std::lock_guard lock(mu_);
+  const std::optional<int> slot = index_.Find(hash);
+  if (!slot.has_value()) {
+    ++stats_.misses;
+    return NotFoundError("host kv tier: block not held");
+  }
+  std::memcpy(out.data(), slot_data(*slot), out.size());
+  index_.Touch(*slot);
+  ++stats_.hits;
+  stats_.bytes_out += out.size();
+  return OkStatus();
+}
+
+const std::byte* HostStore::Find(BlockHash hash) const {
+  std::lock_guard lock(mu_);
+  const std::optional<int> slot = index_.Find(hash);
+  return slot.has_value() ? slot_data(*slot) : nullptr;
+}
+
+}  // namespace tandem::kvcache

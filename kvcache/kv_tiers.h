@@ -1,0 +1,88 @@
+// G2 and G3 behind the engine's G1 pool (ARCHITECTURE §3 "Tiers"): completed G1 blocks are copied
+// out to the host tier, the host tier's evictions spill to the disk tier (when it admits them),
+// and a prefix found on either is loaded back into G1 blocks instead of being recomputed.
+//
+// The engine backend moves the bytes between its pool and host memory (BlockMover); KvTiers
+// decides where they go. Every change is a KV event on the sink the stores were given.
+//
+// Thread safety: called from the engine thread; the stores themselves are thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kvcache/block_store.h"
+#include "kvcache/clock.h"
+#include "kvcache/disk_store.h"
+#include "kvcache/host_store.h"
+#include "tandem/ids.h"
+
+namespace tandem::kvcache {
+
+// Copies whole blocks between the engine's pool (G1) and host memory.
+class BlockMover {
+ public:
+  virtual ~BlockMover() = default;
+  virtual size_t block_bytes() const = 0;
+  virtual Status CopyOut(BlockId block, std::span<std::byte> out) = 0;
+  virtual Status CopyIn(BlockId block, std::span<const std::byte> data) = 0;
+};
+
+struct KvTiersOptions {
+  int host_blocks = 0;  // G2 capacity in blocks; 0: no host tier
+  std::string disk_path;  // G3 file; with disk_blocks > 0
+  int disk_blocks = 0;    // G3 capacity in blocks; 0: no disk tier
+  int disk_admit_after_reuses = 1;
+  int disk_queue_depth = 64;
+};
+
+struct KvTiersStats {
+  BlockStoreStats host, disk;
+  uint64_t offloaded = 0;        // G1 blocks copied to G2
+  uint64_t spilled = 0;          // G2 evictions written to G3
+  uint64_t onboarded_host = 0;   // G1 blocks loaded from G2
+  uint64_t onboarded_disk = 0;   // G1 blocks loaded from G3
+};
+
+class KvTiers {
+ public:
+  // Null when both tiers are off. `allocator` (null: aligned memory) backs the host tier; the
+  // clock, the sink and the mover must outlive the tiers.
+  static StatusOr<std::unique_ptr<KvTiers>> Create(const KvTiersOptions& options,
+                                                   BlockMover* mover,
+                                                   HostAllocator* allocator = nullptr,
+                                                   const Clock* clock = nullptr,
+                                                   KvEventSink* events = nullptr);
+
+  // How many leading hashes of the chain are held on G2 or G3 (each block on either).
+  int CountPrefix(std::span<const BlockHash> hashes) const;
+
+  // Loads hashes[i] into the G1 block blocks[i], in order, stopping at the first block that is
+  // not found (or fails to load); returns how many were loaded.
+  int Onboard(std::span<const BlockHash> hashes, std::span<const BlockId> blocks);
+
+  // A completed G1 block: copied to G2 unless G2 holds it already (then only refreshed).
+  Status Offload(BlockHash hash, std::optional<BlockHash> parent, BlockId block);
+
+  // Prefix hits on `hashes` (on any tier): counts toward the disk tier's admission.
+  void NoteReuse(std::span<const BlockHash> hashes);
+
+  KvTiersStats stats() const;
+  HostStore* host() { return host_.get(); }
+  DiskStore* disk() { return disk_.get(); }
+
+ private:
+  explicit KvTiers(BlockMover* mover);
+
+  BlockMover* const mover_;
+  std::unique_ptr<HostStore> host_;
+  std::unique_ptr<DiskStore> disk_;
+  std::vector<std::byte> staging_;  // one block, between a store and the mover
+  KvTiersStats counts_;
+};
+
+}  // namespace tandem::kvcache
