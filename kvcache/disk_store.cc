@@ -118,7 +118,9 @@ StatusOr<PutResult> DiskStore::Put(BlockHash hash, std::optional<BlockHash> pare
     }
   }
   std::optional<BlockHash> evicted;
-  const int slot = index_.Acquire(&evicted);
+  const std::optional<int> acquired = index_.Acquire(&evicted);
+  TANDEM_CHECK(acquired.has_value());  // puts hold the lock to the end: none is pending
+  const int slot = *acquired;
   if (evicted.has_value()) {
     ++stats_.evicted;
     ReportRemoved({&*evicted, 1});

@@ -60,19 +60,21 @@ HostStore::~HostStore() {
   allocator_->Free(memory_, options_.block_bytes * static_cast<size_t>(options_.capacity_blocks));
 }
 
-StatusOr<PutResult> HostStore::Put(BlockHash hash, std::optional<BlockHash> parent,
-                                   std::span<const std::byte> data) {
-  if (data.size() != options_.block_bytes) {
-    return InvalidArgumentError("host kv tier: block of " + std::to_string(data.size()) +
-                                " bytes, expected " + std::to_string(options_.block_bytes));
-  }
+std::byte* HostStore::BeginPut(BlockHash hash, bool* full) {
   std::lock_guard lock(mu_);
+  if (full != nullptr) *full = false;
   if (const std::optional<int> slot = index_.Find(hash)) {
     index_.Touch(*slot);
-    return PutResult::kPresent;
+    return nullptr;
   }
+  if (pending_.contains(hash)) return nullptr;
   std::optional<BlockHash> evicted;
-  const int slot = index_.Acquire(&evicted);
+  const std::optional<int> acquired = index_.Acquire(&evicted);
+  if (!acquired.has_value()) {
+    if (full != nullptr) *full = true;
+    return nullptr;
+  }
+  const int slot = *acquired;
   if (evicted.has_value()) {
     ++stats_.evicted;
     if (evict_hook_) {
@@ -81,12 +83,41 @@ StatusOr<PutResult> HostStore::Put(BlockHash hash, std::optional<BlockHash> pare
     }
     ReportRemoved({&*evicted, 1});
   }
-  std::memcpy(slot_data(slot), data.data(), data.size());
+  pending_[hash] = slot;
+  return slot_data(slot);
+}
+
+void HostStore::CommitPut(BlockHash hash, std::optional<BlockHash> parent) {
+  std::lock_guard lock(mu_);
+  auto it = pending_.find(hash);
+  TANDEM_CHECK(it != pending_.end());
+  const int slot = it->second;
+  pending_.erase(it);
   parents_[static_cast<size_t>(slot)] = parent;
   index_.Publish(slot, hash);
   ++stats_.stored;
-  stats_.bytes_in += data.size();
+  stats_.bytes_in += options_.block_bytes;
   ReportStored(hash, parent);
+}
+
+void HostStore::AbortPut(BlockHash hash) {
+  std::lock_guard lock(mu_);
+  auto it = pending_.find(hash);
+  TANDEM_CHECK(it != pending_.end());
+  index_.Abandon(it->second);
+  pending_.erase(it);
+}
+
+StatusOr<PutResult> HostStore::Put(BlockHash hash, std::optional<BlockHash> parent,
+                                   std::span<const std::byte> data) {
+  if (data.size() != options_.block_bytes) {
+    return InvalidArgumentError("host kv tier: block of " + std::to_string(data.size()) +
+                                " bytes, expected " + std::to_string(options_.block_bytes));
+  }
+  std::byte* slot = BeginPut(hash);
+  if (slot == nullptr) return PutResult::kPresent;
+  std::memcpy(slot, data.data(), data.size());
+  CommitPut(hash, parent);
   return PutResult::kStored;
 }
 
@@ -108,10 +139,17 @@ Status HostStore::Get(BlockHash hash, std::span<std::byte> out) {
   return OkStatus();
 }
 
-const std::byte* HostStore::Find(BlockHash hash) const {
+const std::byte* HostStore::Find(BlockHash hash) {
   std::lock_guard lock(mu_);
   const std::optional<int> slot = index_.Find(hash);
-  return slot.has_value() ? slot_data(*slot) : nullptr;
+  if (!slot.has_value()) {
+    ++stats_.misses;
+    return nullptr;
+  }
+  index_.Touch(*slot);
+  ++stats_.hits;
+  stats_.bytes_out += options_.block_bytes;
+  return slot_data(*slot);
 }
 
 }  // namespace tandem::kvcache

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "kvcache/block_store.h"
@@ -48,15 +49,25 @@ class HostStore final : public SlotStore {
                           std::span<const std::byte> data) override;
   Status Get(BlockHash hash, std::span<std::byte> out) override;
 
+  // Put without a copy: reserves a slot for `hash` (evicting as Put does) and returns where its
+  // bytes go, or null when the block is held already (its recency refreshed), `hash` is being
+  // put, or every slot is reserved by puts not yet committed (then *full is set). The block is
+  // invisible until CommitPut; AbortPut gives the slot back. For copies from the device straight
+  // into the tier's (pinned) memory.
+  std::byte* BeginPut(BlockHash hash, bool* full = nullptr);
+  void CommitPut(BlockHash hash, std::optional<BlockHash> parent);
+  void AbortPut(BlockHash hash);
+
   // Called with a block about to be evicted (its bytes still intact), under the store's lock:
   // where the disk tier takes G2's evictions. Set before use.
   using EvictHook = std::function<void(BlockHash hash, std::optional<BlockHash> parent,
                                        std::span<const std::byte> data)>;
   void set_evict_hook(EvictHook hook) { evict_hook_ = std::move(hook); }
 
-  // Where a held block's bytes are (for copies straight from or to the device); null when absent.
-  // Valid until the block is evicted or removed: callers hold the store's order of operations.
-  const std::byte* Find(BlockHash hash) const;
+  // Where a held block's bytes are, for a copy straight to the device: counted as a hit (and
+  // the block marked used), null and a miss when absent. Valid until the block is evicted or
+  // removed: the caller must be the only one putting into the store meanwhile.
+  const std::byte* Find(BlockHash hash);
 
  private:
   HostStore(HostStoreOptions options, HostAllocator* allocator, std::byte* memory,
@@ -69,6 +80,7 @@ class HostStore final : public SlotStore {
   HostAllocator* const allocator_;
   std::byte* const memory_;
   std::vector<std::optional<BlockHash>> parents_;  // per slot
+  std::unordered_map<BlockHash, int> pending_;     // BeginPut's slots, not yet committed
   EvictHook evict_hook_;
 };
 

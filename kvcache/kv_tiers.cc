@@ -1,12 +1,13 @@
 #include "kvcache/kv_tiers.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "common/status_macros.h"
 
 namespace tandem::kvcache {
 
-KvTiers::KvTiers(BlockMover* mover) : mover_(mover), staging_(mover->block_bytes()) {}
+KvTiers::KvTiers(BlockMover* mover) : mover_(mover) {}
 
 StatusOr<std::unique_ptr<KvTiers>> KvTiers::Create(const KvTiersOptions& options,
                                                    BlockMover* mover, HostAllocator* allocator,
@@ -57,34 +58,108 @@ int KvTiers::CountPrefix(std::span<const BlockHash> hashes) const {
 
 int KvTiers::Onboard(std::span<const BlockHash> hashes, std::span<const BlockId> blocks) {
   TANDEM_CHECK(hashes.size() == blocks.size());
-  int loaded = 0;
-  for (size_t i = 0; i < hashes.size(); ++i) {
-    bool from_host = false;
-    if (host_ != nullptr && host_->Get(hashes[i], staging_).ok()) {
-      from_host = true;
-    } else if (disk_ == nullptr || !disk_->Get(hashes[i], staging_).ok()) {
+  const size_t block_bytes = mover_->block_bytes();
+  // Where each block of the held prefix comes from: G2's memory, or a G3 read into staging.
+  std::vector<const std::byte*> src;
+  std::vector<size_t> from_disk;  // positions in src
+  for (BlockHash h : hashes) {
+    if (host_ != nullptr && host_->Contains(h)) {
+      src.push_back(nullptr);  // filled below, once the disk reads are done
+    } else if (disk_ != nullptr && disk_->Contains(h)) {
+      from_disk.push_back(src.size());
+      src.push_back(nullptr);
+    } else {
       break;
     }
-    if (!mover_->CopyIn(blocks[i], staging_).ok()) break;
-    ++(from_host ? counts_.onboarded_host : counts_.onboarded_disk);
-    ++loaded;
   }
-  return loaded;
+  size_t n = src.size();
+  if (!from_disk.empty()) {
+    staging_.resize(from_disk.size() * block_bytes);
+    std::vector<BlockHash> disk_hashes;
+    std::vector<std::span<std::byte>> outs;
+    for (size_t j = 0; j < from_disk.size(); ++j) {
+      disk_hashes.push_back(hashes[from_disk[j]]);
+      outs.emplace_back(staging_.data() + j * block_bytes, block_bytes);
+    }
+    const std::vector<Status> read = disk_->GetMany(disk_hashes, outs);
+    for (size_t j = 0; j < from_disk.size(); ++j) {
+      if (!read[j].ok()) {  // a miss after all (corrupt slot, disabled tier): the prefix ends here
+        n = std::min(n, from_disk[j]);
+        break;
+      }
+      src[from_disk[j]] = outs[j].data();
+    }
+  }
+  uint64_t host_count = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (src[i] != nullptr) continue;
+    src[i] = host_->Find(hashes[i]);
+    if (src[i] == nullptr) {
+      n = i;
+      break;
+    }
+    ++host_count;
+  }
+  if (n == 0) return 0;
+  if (!mover_->CopyIn(blocks.first(n), std::span<const std::byte* const>(src).first(n)).ok()) {
+    return 0;
+  }
+  counts_.onboarded_host += host_count;
+  counts_.onboarded_disk += n - host_count;
+  return static_cast<int>(n);
 }
 
-Status KvTiers::Offload(BlockHash hash, std::optional<BlockHash> parent, BlockId block) {
-  if (host_ == nullptr) {
-    // No host tier: the disk tier takes G1's blocks directly (when it admits them).
-    if (disk_ == nullptr || disk_->Contains(hash)) return OkStatus();
-    TANDEM_RETURN_IF_ERROR(mover_->CopyOut(block, staging_));
-    return disk_->Put(hash, parent, staging_).status();
+Status KvTiers::Offload(std::span<const OffloadBlock> blocks) {
+  const size_t block_bytes = mover_->block_bytes();
+  std::vector<BlockId> ids;
+  std::vector<std::byte*> dst;
+  std::vector<const OffloadBlock*> taken;
+  if (host_ != nullptr) {
+    // In chunks of at most G2's capacity: a later chunk evicts (and spills) an earlier one.
+    size_t next = 0;
+    while (next < blocks.size()) {
+      ids.clear();
+      dst.clear();
+      taken.clear();
+      for (; next < blocks.size(); ++next) {
+        bool full = false;
+        std::byte* slot = host_->BeginPut(blocks[next].hash, &full);
+        if (full) break;
+        if (slot == nullptr) continue;  // held already (refreshed)
+        ids.push_back(blocks[next].block);
+        dst.push_back(slot);
+        taken.push_back(&blocks[next]);
+      }
+      if (ids.empty()) break;
+      const Status copied = mover_->CopyOut(ids, dst);
+      for (const OffloadBlock* b : taken) {
+        if (copied.ok()) {
+          host_->CommitPut(b->hash, b->parent);
+        } else {
+          host_->AbortPut(b->hash);
+        }
+      }
+      TANDEM_RETURN_IF_ERROR(copied);
+      counts_.offloaded += taken.size();
+    }
+    return OkStatus();
   }
-  if (host_->Contains(hash)) {
-    return host_->Put(hash, parent, staging_).status();  // kPresent: refreshes, copies nothing
+  // No host tier: G1's blocks go to the disk tier directly (when it admits them).
+  if (disk_ == nullptr) return OkStatus();
+  for (const OffloadBlock& b : blocks) {
+    if (!disk_->Contains(b.hash)) taken.push_back(&b);
   }
-  TANDEM_RETURN_IF_ERROR(mover_->CopyOut(block, staging_));
-  TANDEM_ASSIGN_OR_RETURN(const PutResult result, host_->Put(hash, parent, staging_));
-  if (result == PutResult::kStored) ++counts_.offloaded;
+  staging_.resize(taken.size() * block_bytes);
+  for (size_t j = 0; j < taken.size(); ++j) {
+    ids.push_back(taken[j]->block);
+    dst.push_back(staging_.data() + j * block_bytes);
+  }
+  if (taken.empty()) return OkStatus();
+  TANDEM_RETURN_IF_ERROR(mover_->CopyOut(ids, dst));
+  for (size_t j = 0; j < taken.size(); ++j) {
+    TANDEM_RETURN_IF_ERROR(
+        disk_->Put(taken[j]->hash, taken[j]->parent, {dst[j], block_bytes}).status());
+  }
   return OkStatus();
 }
 

@@ -5,7 +5,8 @@
 // The engine backend moves the bytes between its pool and host memory (BlockMover); KvTiers
 // decides where they go. Every change is a KV event on the sink the stores were given.
 //
-// Thread safety: called from the engine thread; the stores themselves are thread-safe.
+// Thread safety: called from the engine thread, which must be the only one putting into the
+// stores (onboarding copies from the host tier's memory in place).
 #pragma once
 
 #include <cstddef>
@@ -23,13 +24,22 @@
 
 namespace tandem::kvcache {
 
-// Copies whole blocks between the engine's pool (G1) and host memory.
+// Copies whole blocks between the engine's pool (G1) and host memory, a batch at a time.
 class BlockMover {
  public:
   virtual ~BlockMover() = default;
   virtual size_t block_bytes() const = 0;
-  virtual Status CopyOut(BlockId block, std::span<std::byte> out) = 0;
-  virtual Status CopyIn(BlockId block, std::span<const std::byte> data) = 0;
+  // blocks[i] → dst[i] / src[i] → blocks[i], block_bytes() each; complete on return.
+  virtual Status CopyOut(std::span<const BlockId> blocks, std::span<std::byte* const> dst) = 0;
+  virtual Status CopyIn(std::span<const BlockId> blocks,
+                        std::span<const std::byte* const> src) = 0;
+};
+
+// A completed G1 block to keep on the tiers.
+struct OffloadBlock {
+  BlockHash hash = 0;
+  std::optional<BlockHash> parent;
+  BlockId block;
 };
 
 struct KvTiersOptions {
@@ -61,12 +71,14 @@ class KvTiers {
   // How many leading hashes of the chain are held on G2 or G3 (each block on either).
   int CountPrefix(std::span<const BlockHash> hashes) const;
 
-  // Loads hashes[i] into the G1 block blocks[i], in order, stopping at the first block that is
-  // not found (or fails to load); returns how many were loaded.
+  // Loads hashes[i] into the G1 block blocks[i] for the longest prefix of `hashes` the tiers
+  // hold (G2 blocks straight from its memory, G3 blocks read in one batch), in one batch of
+  // copies; returns how many were loaded (0 when the copy fails).
   int Onboard(std::span<const BlockHash> hashes, std::span<const BlockId> blocks);
 
-  // A completed G1 block: copied to G2 unless G2 holds it already (then only refreshed).
-  Status Offload(BlockHash hash, std::optional<BlockHash> parent, BlockId block);
+  // Completed G1 blocks: copied to G2 (straight into its memory, one batch) unless G2 holds them
+  // already (then only refreshed); without G2, to G3 when it admits them.
+  Status Offload(std::span<const OffloadBlock> blocks);
 
   // Prefix hits on `hashes` (on any tier): counts toward the disk tier's admission.
   void NoteReuse(std::span<const BlockHash> hashes);
@@ -81,7 +93,7 @@ class KvTiers {
   BlockMover* const mover_;
   std::unique_ptr<HostStore> host_;
   std::unique_ptr<DiskStore> disk_;
-  std::vector<std::byte> staging_;  // one block, between a store and the mover
+  std::vector<std::byte> staging_;  // blocks between the disk tier and the mover
   KvTiersStats counts_;
 };
 

@@ -23,7 +23,7 @@ void SlotIndex::Touch(int slot) {
   policy_->Add(BlockId(slot));  // adding again moves it to the most recent end
 }
 
-int SlotIndex::Acquire(std::optional<BlockHash>* evicted) {
+std::optional<int> SlotIndex::Acquire(std::optional<BlockHash>* evicted) {
   evicted->reset();
   if (!free_.empty()) {
     const int slot = free_.back();
@@ -31,7 +31,7 @@ int SlotIndex::Acquire(std::optional<BlockHash>* evicted) {
     return slot;
   }
   const std::optional<BlockId> victim = policy_->Victim();
-  TANDEM_CHECK(victim.has_value());  // every slot is occupied, so one is evictable
+  if (!victim.has_value()) return std::nullopt;  // every slot is acquired, none published
   const int slot = victim->value();
   policy_->Remove(*victim);
   std::optional<BlockHash>& held = hash_of_[static_cast<size_t>(slot)];

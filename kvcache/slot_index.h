@@ -33,8 +33,9 @@ class SlotIndex {
   // Marks an occupied slot used now.
   void Touch(int slot);
   // A slot for a new block: a free one, else the least recently used one, whose hash leaves the
-  // index and is returned in *evicted. The slot is unpublished until Publish.
-  int Acquire(std::optional<BlockHash>* evicted);
+  // index and is returned in *evicted; nullopt when every slot is acquired and unpublished. The
+  // slot is unpublished until Publish.
+  std::optional<int> Acquire(std::optional<BlockHash>* evicted);
   // `slot` (from Acquire) now holds `hash`.
   void Publish(int slot, BlockHash hash);
   // Gives an acquired slot back unused (its write failed).

@@ -48,11 +48,11 @@ class RunnerBlockMover final : public kvcache::BlockMover {
  public:
   explicit RunnerBlockMover(ModelRunner* runner) : runner_(runner) {}
   size_t block_bytes() const override { return runner_->kv_layout().BlockBytes(); }
-  Status CopyOut(BlockId block, std::span<std::byte> out) override {
-    return runner_->CopyBlockOut(block, out);
+  Status CopyOut(std::span<const BlockId> blocks, std::span<std::byte* const> dst) override {
+    return runner_->CopyBlocksOut(blocks, dst);
   }
-  Status CopyIn(BlockId block, std::span<const std::byte> data) override {
-    return runner_->CopyBlockIn(block, data);
+  Status CopyIn(std::span<const BlockId> blocks, std::span<const std::byte* const> src) override {
+    return runner_->CopyBlocksIn(blocks, src);
   }
 
  private:
@@ -84,7 +84,8 @@ Status LlmEngine::CreateTiers() {
                                                       .disk_blocks = options_.disk_cache_blocks,
                                                       .disk_admit_after_reuses =
                                                           options_.disk_cache_admit_after_reuses},
-                                                     mover_.get(), nullptr, nullptr, &events_));
+                                                     mover_.get(), runner_->host_allocator(),
+                                                     nullptr, &events_));
   }
   scheduler_ = std::make_unique<Scheduler>(
       SchedulerOptions{runner_->kv_layout().block_size, options_.max_num_seqs,

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/sampler.h"
+#include "kvcache/host_store.h"
 #include "model/model_config.h"
 #include "tandem/engine.h"
 #include "tandem/ids.h"
@@ -56,11 +57,15 @@ class ModelRunner {
   virtual Status Execute(std::span<const SequenceStep> batch,
                          std::vector<SequenceResult>* results) = 0;
 
-  // Copies one whole block of the KV pool (kv_layout().BlockBytes(): every layer's K and V) out
-  // to host memory, or in from it: how the host and disk tiers take and give back blocks. Both
-  // complete before they return; the runner's steps are ordered around them.
-  virtual Status CopyBlockOut(BlockId block, std::span<std::byte> out) = 0;
-  virtual Status CopyBlockIn(BlockId block, std::span<const std::byte> data) = 0;
+  // Copies blocks[i] of the KV pool (kv_layout().BlockBytes() each: every layer's K and V) out to
+  // host memory at dst[i], or in from src[i]: how the host and disk tiers take and give back
+  // blocks. Complete on return, and ordered with the runner's steps.
+  virtual Status CopyBlocksOut(std::span<const BlockId> blocks,
+                               std::span<std::byte* const> dst) = 0;
+  virtual Status CopyBlocksIn(std::span<const BlockId> blocks,
+                              std::span<const std::byte* const> src) = 0;
+  // Host memory the runner copies blocks from and to fastest (pinned, on cuda); null: any.
+  virtual kvcache::HostAllocator* host_allocator() { return nullptr; }
 };
 
 }  // namespace tandem::engine

@@ -135,6 +135,7 @@ SchedulerOutput Scheduler::Schedule() {
 }
 
 void Scheduler::OnStepDone(const SchedulerOutput& output) {
+  std::vector<kvcache::OffloadBlock> completed;
   for (const ScheduledSequence& s : output.scheduled) {
     Sequence* seq = s.seq;
     seq->num_computed += s.num_tokens;
@@ -144,15 +145,15 @@ void Scheduler::OnStepDone(const SchedulerOutput& output) {
       const std::optional<BlockHash> parent =
           b > 0 ? std::optional<BlockHash>(seq->hashes[b - 1]) : std::nullopt;
       pool_->Register(seq->blocks[b], seq->hashes[b], parent);
-      if (tiers_ != nullptr) {
-        // A tier that cannot take the block loses nothing the pool holds: serving goes on.
-        if (Status s = tiers_->Offload(seq->hashes[b], parent, seq->blocks[b]); !s.ok()) {
-          spdlog::warn("kv offload failed hash={:016x} error=\"{}\"", seq->hashes[b],
-                       s.ToString());
-        }
-      }
+      if (tiers_ != nullptr) completed.push_back({seq->hashes[b], parent, seq->blocks[b]});
     }
     seq->num_registered = std::max(seq->num_registered, full);
+  }
+  if (!completed.empty()) {
+    // A tier that cannot take the blocks loses nothing the pool holds: serving goes on.
+    if (Status s = tiers_->Offload(completed); !s.ok()) {
+      spdlog::warn("kv offload failed blocks={} error=\"{}\"", completed.size(), s.ToString());
+    }
   }
 }
 

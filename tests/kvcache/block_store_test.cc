@@ -208,6 +208,54 @@ INSTANTIATE_TEST_SUITE_P(Tiers, BlockStoreSuite,
                                            StoreFactory{"disk", MakeDisk}),
                          [](const auto& info) { return info.param.name; });
 
+// ---- The host tier -------------------------------------------------------------------------
+
+TEST(HostStoreTest, InPlacePutsAreInvisibleUntilCommittedAndCanBeAbandoned) {
+  KvEventLog log;
+  auto created = HostStore::Create({.block_bytes = kBlockBytes, .capacity_blocks = 2}, nullptr,
+                                   nullptr, &log);
+  ASSERT_TRUE(created.ok());
+  HostStore& store = **created;
+  std::byte* slot = store.BeginPut(1);
+  ASSERT_NE(slot, nullptr);
+  EXPECT_EQ(store.BeginPut(1), nullptr) << "a hash being put is not reserved twice";
+  EXPECT_FALSE(store.Contains(1));
+  const Bytes data = BlockData(1);
+  std::memcpy(slot, data.data(), data.size());
+  store.CommitPut(1, std::nullopt);
+  EXPECT_TRUE(store.Contains(1));
+  EXPECT_EQ(store.BeginPut(1), nullptr) << "held: refreshed, nothing to copy";
+  const std::byte* found = store.Find(1);
+  ASSERT_NE(found, nullptr);
+  EXPECT_EQ(Bytes(found, found + kBlockBytes), data);
+  EXPECT_EQ(store.Find(2), nullptr);
+  EXPECT_EQ(store.stats().hits, 1u);
+  EXPECT_EQ(store.stats().misses, 1u);
+
+  ASSERT_NE(store.BeginPut(2), nullptr);
+  store.AbortPut(2);  // the slot comes back: two more blocks fit before anything is evicted
+  ASSERT_TRUE(store.Put(3, 1, BlockData(3)).ok());
+  EXPECT_EQ(store.stats().evicted, 0u);
+  EXPECT_EQ(log.last_id(), 2u) << "Stored 1, Stored 3; nothing for the abandoned put";
+}
+
+// G2's evictions reach the hook with their bytes intact (how G3 takes them).
+TEST(HostStoreTest, EvictionHookSeesTheEvictedBlock) {
+  auto created = HostStore::Create({.block_bytes = kBlockBytes, .capacity_blocks = 1});
+  ASSERT_TRUE(created.ok());
+  std::vector<std::pair<BlockHash, Bytes>> evicted;
+  (*created)->set_evict_hook(
+      [&](BlockHash h, std::optional<BlockHash> parent, std::span<const std::byte> data) {
+        EXPECT_EQ(parent, std::optional<BlockHash>(7));
+        evicted.emplace_back(h, Bytes(data.begin(), data.end()));
+      });
+  ASSERT_TRUE((*created)->Put(1, 7, BlockData(1)).ok());
+  ASSERT_TRUE((*created)->Put(2, 1, BlockData(2)).ok());
+  ASSERT_EQ(evicted.size(), 1u);
+  EXPECT_EQ(evicted[0].first, 1u);
+  EXPECT_EQ(evicted[0].second, BlockData(1));
+}
+
 // ---- The disk tier -------------------------------------------------------------------------
 
 // The real file with failures injected: writes fail (with `write_errno`) once `writes_ok` have

@@ -184,19 +184,29 @@ void CpuModelRunner::Attention(std::span<const SequenceStep> batch, int layer, f
 }
 
 // A block is one contiguous run of the pool (block-major layout).
-Status CpuModelRunner::CopyBlockOut(BlockId block, std::span<std::byte> out) {
-  if (block.value() < 0 || block.value() >= num_blocks_ || out.size() != layout_.BlockBytes()) {
-    return InvalidArgumentError("cpu runner: bad block copy");
+Status CpuModelRunner::CopyBlocksOut(std::span<const BlockId> blocks,
+                                     std::span<std::byte* const> dst) {
+  if (blocks.size() != dst.size()) return InvalidArgumentError("cpu runner: bad block copy");
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (blocks[i].value() < 0 || blocks[i].value() >= num_blocks_) {
+      return InvalidArgumentError("cpu runner: bad block id");
+    }
+    std::memcpy(dst[i], kv_.data() + blocks[i].value() * layout_.BlockElements(),
+                layout_.BlockBytes());
   }
-  std::memcpy(out.data(), kv_.data() + block.value() * layout_.BlockElements(), out.size());
   return OkStatus();
 }
 
-Status CpuModelRunner::CopyBlockIn(BlockId block, std::span<const std::byte> data) {
-  if (block.value() < 0 || block.value() >= num_blocks_ || data.size() != layout_.BlockBytes()) {
-    return InvalidArgumentError("cpu runner: bad block copy");
+Status CpuModelRunner::CopyBlocksIn(std::span<const BlockId> blocks,
+                                    std::span<const std::byte* const> src) {
+  if (blocks.size() != src.size()) return InvalidArgumentError("cpu runner: bad block copy");
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (blocks[i].value() < 0 || blocks[i].value() >= num_blocks_) {
+      return InvalidArgumentError("cpu runner: bad block id");
+    }
+    std::memcpy(kv_.data() + blocks[i].value() * layout_.BlockElements(), src[i],
+                layout_.BlockBytes());
   }
-  std::memcpy(kv_.data() + block.value() * layout_.BlockElements(), data.data(), data.size());
   return OkStatus();
 }
 

@@ -32,8 +32,10 @@ class CpuModelRunner final : public ModelRunner {
   int num_blocks() const override { return num_blocks_; }
   Status Execute(std::span<const SequenceStep> batch,
                  std::vector<SequenceResult>* results) override;
-  Status CopyBlockOut(BlockId block, std::span<std::byte> out) override;
-  Status CopyBlockIn(BlockId block, std::span<const std::byte> data) override;
+  Status CopyBlocksOut(std::span<const BlockId> blocks,
+                       std::span<std::byte* const> dst) override;
+  Status CopyBlocksIn(std::span<const BlockId> blocks,
+                      std::span<const std::byte* const> src) override;
 
   // Bytes of the KV pool a block count needs (for sizing from a memory budget).
   static size_t KvBytesPerBlock(const model::ModelConfig& config, int block_size);

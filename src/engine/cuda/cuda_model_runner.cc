@@ -411,28 +411,38 @@ Status CudaModelRunner::EnqueueForward(const StepArgs& a, cudaStream_t stream) {
   return OkStatus();
 }
 
-// A block is one contiguous run of the pool (block-major layout). Synchronous copies on the
-// runner's stream, so they are ordered with its steps.
-Status CudaModelRunner::CopyBlockOut(BlockId block, std::span<std::byte> out) {
+// A block is one contiguous run of the pool (block-major layout): one cudaMemcpyAsync a block on
+// the runner's stream (so ordered with its steps), then one synchronisation. From and to pinned
+// memory (host_allocator()) the copies run at the link's speed.
+Status CudaModelRunner::CopyBlocks(std::span<const BlockId> blocks, std::byte* const* host,
+                                   bool to_pool) {
   const size_t bytes = layout_.BlockBytes();
-  if (block.value() < 0 || block.value() >= num_blocks_ || out.size() != bytes) {
-    return InvalidArgumentError("cuda runner: bad block copy");
-  }
   TANDEM_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
-  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out.data(), kv_.as<char>() + block.value() * bytes,
-                                              bytes, cudaMemcpyDeviceToHost, stream_.get()));
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (blocks[i].value() < 0 || blocks[i].value() >= num_blocks_) {
+      return InvalidArgumentError("cuda runner: bad block id");
+    }
+    char* pool = kv_.as<char>() + blocks[i].value() * bytes;
+    TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(to_pool ? static_cast<void*>(pool) : host[i],
+                                                to_pool ? static_cast<const void*>(host[i]) : pool,
+                                                bytes,
+                                                to_pool ? cudaMemcpyHostToDevice
+                                                        : cudaMemcpyDeviceToHost,
+                                                stream_.get()));
+  }
   return stream_.Synchronize();
 }
 
-Status CudaModelRunner::CopyBlockIn(BlockId block, std::span<const std::byte> data) {
-  const size_t bytes = layout_.BlockBytes();
-  if (block.value() < 0 || block.value() >= num_blocks_ || data.size() != bytes) {
-    return InvalidArgumentError("cuda runner: bad block copy");
-  }
-  TANDEM_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
-  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(kv_.as<char>() + block.value() * bytes, data.data(),
-                                              bytes, cudaMemcpyHostToDevice, stream_.get()));
-  return stream_.Synchronize();
+Status CudaModelRunner::CopyBlocksOut(std::span<const BlockId> blocks,
+                                      std::span<std::byte* const> dst) {
+  if (blocks.size() != dst.size()) return InvalidArgumentError("cuda runner: bad block copy");
+  return CopyBlocks(blocks, dst.data(), false);
+}
+
+Status CudaModelRunner::CopyBlocksIn(std::span<const BlockId> blocks,
+                                     std::span<const std::byte* const> src) {
+  if (blocks.size() != src.size()) return InvalidArgumentError("cuda runner: bad block copy");
+  return CopyBlocks(blocks, const_cast<std::byte* const*>(src.data()), true);
 }
 
 Status CudaModelRunner::Execute(std::span<const SequenceStep> batch,

@@ -52,8 +52,11 @@ class CudaModelRunner final : public ModelRunner {
   int num_blocks() const override { return num_blocks_; }
   Status Execute(std::span<const SequenceStep> batch,
                  std::vector<SequenceResult>* results) override;
-  Status CopyBlockOut(BlockId block, std::span<std::byte> out) override;
-  Status CopyBlockIn(BlockId block, std::span<const std::byte> data) override;
+  Status CopyBlocksOut(std::span<const BlockId> blocks,
+                       std::span<std::byte* const> dst) override;
+  Status CopyBlocksIn(std::span<const BlockId> blocks,
+                      std::span<const std::byte* const> src) override;
+  kvcache::HostAllocator* host_allocator() override { return pinned_.get(); }
 
   // Bytes of the device KV pool one block needs (bf16).
   static size_t KvBytesPerBlock(const model::ModelConfig& config, int block_size);
@@ -66,6 +69,7 @@ class CudaModelRunner final : public ModelRunner {
   int num_graphs() const { return static_cast<int>(graphs_.size()); }
 
  private:
+  Status CopyBlocks(std::span<const BlockId> blocks, std::byte* const* host, bool to_pool);
   struct Layer {
     DeviceBuffer input_norm;  // f32 [hidden]
     DeviceBuffer qkv;         // bf16 [q_dim + 2 kv_dim, hidden]
@@ -111,6 +115,7 @@ class CudaModelRunner final : public ModelRunner {
   bool fast_attention_ = false;
   int prefill_tile_rows_ = 0;
   CudaStream stream_;
+  std::unique_ptr<kvcache::HostAllocator> pinned_ = std::make_unique<PinnedHostAllocator>();
   std::unique_ptr<Gemm> gemm_;
   std::unique_ptr<GpuSampler> sampler_;
   // Graphs by (padded rows, decode splits), valid while generation_ equals their capture's.

@@ -146,4 +146,14 @@ Status CudaGraph::Launch(cudaStream_t stream) const {
   return OkStatus();
 }
 
+StatusOr<void*> PinnedHostAllocator::Allocate(size_t bytes) {
+  void* p = nullptr;
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&p, bytes, cudaHostAllocPortable));
+  return p;
+}
+
+void PinnedHostAllocator::Free(void* p, size_t) {
+  if (p != nullptr) cudaFreeHost(p);
+}
+
 }  // namespace tandem::engine::cuda

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <utility>
 
+#include "kvcache/host_store.h"
 #include "tandem/status.h"
 
 namespace tandem::engine::cuda {
@@ -124,5 +125,13 @@ StatusOr<CudaGraph> CudaGraph::Capture(cudaStream_t stream, Enqueue&& enqueue) {
   const Status status = enqueue();
   return End(stream, status);
 }
+
+// Page-locked host memory (cudaHostAlloc, portable to every device): the host KV tier's memory on
+// the cuda backend, so block copies to and from the device run at the link's speed.
+class PinnedHostAllocator final : public kvcache::HostAllocator {
+ public:
+  StatusOr<void*> Allocate(size_t bytes) override;
+  void Free(void* p, size_t bytes) override;
+};
 
 }  // namespace tandem::engine::cuda
