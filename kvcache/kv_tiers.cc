@@ -170,8 +170,16 @@ void KvTiers::NoteReuse(std::span<const BlockHash> hashes) {
 
 KvTiersStats KvTiers::stats() const {
   KvTiersStats s = counts_;
-  if (host_ != nullptr) s.host = host_->stats();
-  if (disk_ != nullptr) s.disk = disk_->stats();
+  if (host_ != nullptr) {
+    s.host = host_->stats();
+    s.host_blocks = host_->size();
+    s.host_capacity = host_->capacity();
+  }
+  if (disk_ != nullptr) {
+    s.disk = disk_->stats();
+    s.disk_blocks = disk_->size();
+    s.disk_capacity = disk_->capacity();
+  }
   return s;
 }
 

@@ -52,6 +52,8 @@ struct KvTiersOptions {
 
 struct KvTiersStats {
   BlockStoreStats host, disk;
+  int host_blocks = 0, host_capacity = 0;  // held now, and room (0: no host tier)
+  int disk_blocks = 0, disk_capacity = 0;
   uint64_t offloaded = 0;        // G1 blocks copied to G2
   uint64_t spilled = 0;          // G2 evictions written to G3
   uint64_t onboarded_host = 0;   // G1 blocks loaded from G2

@@ -39,6 +39,29 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry)
                          .Register(registry)),
       blocks_free_(blocks_family_.Add({{"tier", "device"}, {"state", "free"}})),
       blocks_used_(blocks_family_.Add({{"tier", "device"}, {"state", "used"}})),
+      host_free_(blocks_family_.Add({{"tier", "host"}, {"state", "free"}})),
+      host_used_(blocks_family_.Add({{"tier", "host"}, {"state", "used"}})),
+      disk_free_(blocks_family_.Add({{"tier", "disk"}, {"state", "free"}})),
+      disk_used_(blocks_family_.Add({{"tier", "disk"}, {"state", "used"}})),
+      hits_family_(prometheus::BuildCounter()
+                       .Name("tandem_kvcache_hits_total")
+                       .Help("Blocks found on a KV tier when a prefix was looked up")
+                       .Register(registry)),
+      misses_family_(prometheus::BuildCounter()
+                         .Name("tandem_kvcache_misses_total")
+                         .Help("Blocks asked of a KV tier and not found (or failing their check)")
+                         .Register(registry)),
+      bytes_family_(prometheus::BuildCounter()
+                        .Name("tandem_kvcache_bytes_total")
+                        .Help("Bytes moved between KV tiers, by direction")
+                        .Register(registry)),
+      disk_errors_(prometheus::BuildCounter()
+                       .Name("tandem_kvcache_disk_errors_total")
+                       .Help("I/O errors of the disk tier (the first disables it)")
+                       .Register(registry)
+                       .Add({})),
+      disk_disabled_(SimpleGauge(registry, "tandem_kvcache_disk_disabled",
+                                 "1 once the disk tier is off after an error")),
       ttft_(prometheus::BuildHistogram()
                 .Name("tandem_worker_time_to_first_token_seconds")
                 .Help("From a Generate call's arrival to its first token")
@@ -76,12 +99,36 @@ void WorkerMetrics::CountRequest(CallOutcome outcome) {
   }
 }
 
-void WorkerMetrics::Update(const engine::EngineStats& stats, int active_requests) {
+void WorkerMetrics::Update(const engine::EngineStats& stats, const kvcache::KvTiersStats& tiers,
+                           int active_requests) {
   active_requests_.Set(active_requests);
   waiting_requests_.Set(stats.waiting);
   queued_prefill_tokens_.Set(static_cast<double>(stats.queued_prefill_tokens));
   blocks_free_.Set(stats.blocks_available);
   blocks_used_.Set(stats.blocks_total - stats.blocks_available);
+  host_used_.Set(tiers.host_blocks);
+  host_free_.Set(tiers.host_capacity - tiers.host_blocks);
+  disk_used_.Set(tiers.disk_blocks);
+  disk_free_.Set(tiers.disk_capacity - tiers.disk_blocks);
+  disk_disabled_.Set(tiers.disk.disabled ? 1 : 0);
+
+  // Counters advance by what the tiers' totals gained since the last update.
+  std::lock_guard lock(tiers_mu_);
+  const auto add = [](prometheus::Counter& c, uint64_t now, uint64_t before) {
+    if (now > before) c.Increment(static_cast<double>(now - before));
+  };
+  const kvcache::KvTiersStats& was = last_tiers_;
+  add(hits_family_.Add({{"tier", "host"}}), tiers.host.hits, was.host.hits);
+  add(hits_family_.Add({{"tier", "disk"}}), tiers.disk.hits, was.disk.hits);
+  add(misses_family_.Add({{"tier", "host"}}), tiers.host.misses, was.host.misses);
+  add(misses_family_.Add({{"tier", "disk"}}), tiers.disk.misses, was.disk.misses);
+  add(bytes_family_.Add({{"direction", "device_to_host"}}), tiers.host.bytes_in, was.host.bytes_in);
+  add(bytes_family_.Add({{"direction", "host_to_device"}}), tiers.host.bytes_out,
+      was.host.bytes_out);
+  add(bytes_family_.Add({{"direction", "to_disk"}}), tiers.disk.bytes_in, was.disk.bytes_in);
+  add(bytes_family_.Add({{"direction", "from_disk"}}), tiers.disk.bytes_out, was.disk.bytes_out);
+  add(disk_errors_, tiers.disk.errors, was.disk.errors);
+  last_tiers_ = tiers;
 }
 
 }  // namespace tandem::worker

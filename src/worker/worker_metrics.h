@@ -9,6 +9,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <mutex>
+
 #include "engine/llm_engine.h"
 #include "tandem/engine.h"
 
@@ -28,8 +30,10 @@ class WorkerMetrics {
   void AddGeneratedTokens(int n) { generated_tokens_.Increment(n); }
   void ObserveTimeToFirstToken(double seconds) { ttft_.Observe(seconds); }
   void ObserveRequestDuration(double seconds) { duration_.Observe(seconds); }
-  // Gauges from a snapshot of the engine plus the worker's open Generate calls.
-  void Update(const engine::EngineStats& stats, int active_requests);
+  // Gauges from a snapshot of the engine plus the worker's open Generate calls; the KV tiers'
+  // gauges, and their counters advanced to the tiers' totals.
+  void Update(const engine::EngineStats& stats, const kvcache::KvTiersStats& tiers,
+              int active_requests);
 
  private:
   prometheus::Family<prometheus::Counter>& requests_family_;
@@ -46,6 +50,17 @@ class WorkerMetrics {
   prometheus::Family<prometheus::Gauge>& blocks_family_;
   prometheus::Gauge& blocks_free_;
   prometheus::Gauge& blocks_used_;
+  prometheus::Gauge& host_free_;
+  prometheus::Gauge& host_used_;
+  prometheus::Gauge& disk_free_;
+  prometheus::Gauge& disk_used_;
+  prometheus::Family<prometheus::Counter>& hits_family_;
+  prometheus::Family<prometheus::Counter>& misses_family_;
+  prometheus::Family<prometheus::Counter>& bytes_family_;
+  prometheus::Counter& disk_errors_;
+  prometheus::Gauge& disk_disabled_;
+  std::mutex tiers_mu_;
+  kvcache::KvTiersStats last_tiers_;  // what the counters have counted so far
   prometheus::Histogram& ttft_;
   prometheus::Histogram& duration_;
 };

@@ -51,7 +51,8 @@ class WorkerService::StatsTask final : public Pumped,
       : service_(service), dispatcher_(dispatcher) {}
   void Pump() override {}
   void OnTimer() override {
-    service_->metrics_->Update(service_->engine_->stats(), service_->active_requests());
+    service_->metrics_->Update(service_->engine_->stats(), service_->engine_->tier_stats(),
+                               service_->active_requests());
     dispatcher_->WakeAt(std::chrono::steady_clock::now() + service_->options_.stats_interval,
                         weak_from_this());
   }

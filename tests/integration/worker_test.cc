@@ -1,10 +1,12 @@
 // tandem-decode-worker as a client sees it: the real binary on 127.0.0.1 with ephemeral ports
 // (issue 4: streaming, errors, cancellation freeing blocks, SIGTERM drain, metrics).
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <string>
@@ -12,6 +14,9 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "daemon_process.h"
@@ -314,6 +319,43 @@ TEST(WorkerTest, MetricsEndpointServesWorkerMetrics) {
   EXPECT_EQ(MetricValue(*text, "tandem_worker_time_to_first_token_seconds_count"), 1) << *text;
   EXPECT_NE(text->find("tandem_worker_active_requests"), std::string::npos);
   EXPECT_NE(text->find(R"(tandem_kvcache_blocks{state="free",tier="device"})"), std::string::npos);
+}
+
+// With host and disk tiers: a prefix pushed out of an 8-block pool, and out of a 4-block host
+// tier onto the disk tier, is loaded back from disk, and /metrics says so.
+TEST(WorkerTest, KvTiersKeepPrefixesAndReportThem) {
+  const std::string disk =
+      std::string(TANDEM_BINARY_DIR) + "/worker_test_kv-" + std::to_string(getpid());
+  auto worker = StartWorker({"--num-blocks", "8", "--host-cache-blocks", "4",
+                             "--disk-cache-path", disk, "--disk-cache-blocks", "32",
+                             "--disk-cache-admit-after-reuses", "0"});
+  ASSERT_NE(worker, nullptr);
+  auto stub = v1::Worker::NewStub(worker->channel());
+  std::vector<int32_t> prefix, filler;
+  for (int i = 0; i < 48; ++i) prefix.push_back(10 + i);    // 3 full blocks
+  for (int i = 0; i < 100; ++i) filler.push_back(200 + i);  // with 20 tokens: all 8 blocks
+  const Streamed first = Generate(*stub, Greedy(prefix, 4));
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+  ASSERT_TRUE(Generate(*stub, Greedy(filler, 20)).status.ok());
+  const Streamed again = Generate(*stub, Greedy(prefix, 4));
+  ASSERT_TRUE(again.status.ok()) << again.status.error_message();
+  EXPECT_EQ(again.tokens, first.tokens);
+  std::string text;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto body = HttpGet(worker->metrics_port(), "/metrics");
+        text = body.ok() ? *body : "";
+        return MetricValue(text, R"(tandem_kvcache_hits_total{tier="disk"})") >= 2;
+      },
+      seconds(10)))
+      << text;
+  EXPECT_EQ(MetricValue(text, R"(tandem_kvcache_blocks{state="used",tier="host"})"), 4) << text;
+  EXPECT_GT(MetricValue(text, R"(tandem_kvcache_blocks{state="used",tier="disk"})"), 0) << text;
+  EXPECT_GT(MetricValue(text, R"(tandem_kvcache_bytes_total{direction="device_to_host"})"), 0);
+  EXPECT_GT(MetricValue(text, R"(tandem_kvcache_bytes_total{direction="to_disk"})"), 0);
+  EXPECT_GT(MetricValue(text, R"(tandem_kvcache_bytes_total{direction="from_disk"})"), 0);
+  EXPECT_EQ(MetricValue(text, "tandem_kvcache_disk_disabled"), 0);
+  std::filesystem::remove(disk);
 }
 
 TEST(WorkerTest, BadModelIsAOneLineErrorAndExitCodeOne) {
