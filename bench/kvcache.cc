@@ -23,6 +23,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -152,6 +153,15 @@ double TimeToFirstToken(engine::LlmEngine& engine, std::vector<int32_t> prompt,
     }
   }
   return ms;
+}
+
+// Until every pool block is back (the previous request done and its offload copies committed),
+// so that a measured request does not wait for the one before it.
+void WaitIdle(const engine::LlmEngine& engine, int pool_blocks) {
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (engine.stats().blocks_available < pool_blocks && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 }  // namespace
@@ -312,6 +322,7 @@ int main(int argc, char** argv) {
                          nullptr);
         TimeToFirstToken(*engine, RandomTokens(prompt, vocab, 5000 + static_cast<uint32_t>(rep)),
                          nullptr);  // pushes the prefix out of the pool
+        WaitIdle(*engine, pool_blocks);
       }
       const double t = TimeToFirstToken(*engine, tokens, &cached_tokens);
       if (rep > 0) ms.push_back(t);

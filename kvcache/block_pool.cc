@@ -118,6 +118,15 @@ void BlockPool::Release(std::span<const BlockId> blocks) {
   }
 }
 
+void BlockPool::Retain(std::span<const BlockId> blocks) {
+  for (BlockId block : blocks) {
+    TANDEM_CHECK(block.value() >= 0 && block.value() < options_.num_blocks);
+    BlockMeta& meta = meta_[block.value()];
+    TANDEM_CHECK(meta.ref_count > 0);
+    ++meta.ref_count;
+  }
+}
+
 int BlockPool::ref_count(BlockId block) const {
   TANDEM_CHECK(block.value() >= 0 && block.value() < options_.num_blocks);
   return meta_[block.value()].ref_count;

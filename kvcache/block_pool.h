@@ -66,6 +66,9 @@ class BlockPool {
   // else free.
   void Release(std::span<const BlockId> blocks);
 
+  // One more reference to each block, each already held (a copy out of it is in flight).
+  void Retain(std::span<const BlockId> blocks);
+
   int ref_count(BlockId block) const;
   std::optional<BlockHash> hash_of(BlockId block) const;
 

@@ -1,5 +1,7 @@
 #include "kvcache/kv_tiers.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -109,58 +111,93 @@ int KvTiers::Onboard(std::span<const BlockHash> hashes, std::span<const BlockId>
   return static_cast<int>(n);
 }
 
-Status KvTiers::Offload(std::span<const OffloadBlock> blocks) {
+KvTiers::~KvTiers() {
+  if (Status s = Drain().status(); !s.ok()) {
+    spdlog::error("kv tiers: waiting for offload copies failed error=\"{}\"", s.ToString());
+  }
+}
+
+StatusOr<std::vector<BlockId>> KvTiers::Commit(bool wait) {
+  std::vector<BlockId> released;
+  if (in_flight_.empty()) return released;
+  TANDEM_ASSIGN_OR_RETURN(const std::vector<uint64_t> finished, mover_->FinishedCopies(wait));
+  for (uint64_t ticket : finished) {
+    TANDEM_CHECK(!in_flight_.empty() && in_flight_.front().ticket == ticket);
+    for (const OffloadBlock& b : in_flight_.front().blocks) {
+      host_->CommitPut(b.hash, b.parent);
+      released.push_back(b.block);
+    }
+    counts_.offloaded += in_flight_.front().blocks.size();
+    in_flight_.pop_front();
+  }
+  return released;
+}
+
+StatusOr<std::vector<BlockId>> KvTiers::Poll() { return Commit(false); }
+
+StatusOr<std::vector<BlockId>> KvTiers::Drain() { return Commit(true); }
+
+StatusOr<KvTiers::Offloaded> KvTiers::Offload(std::span<const OffloadBlock> blocks) {
   const size_t block_bytes = mover_->block_bytes();
-  std::vector<BlockId> ids;
-  std::vector<std::byte*> dst;
-  std::vector<const OffloadBlock*> taken;
+  Offloaded result;
   if (host_ != nullptr) {
-    // In chunks of at most G2's capacity: a later chunk evicts (and spills) an earlier one.
-    size_t next = 0;
-    while (next < blocks.size()) {
+    // One background batch; should G2 have no slot left that is not being written, the copies
+    // in flight are waited for (and their blocks returned too) and the batch goes on.
+    std::vector<BlockId> ids;
+    std::vector<std::byte*> dst;
+    std::vector<OffloadBlock> taken;
+    const auto begin = [&]() -> Status {
+      if (ids.empty()) return OkStatus();
+      auto ticket = mover_->BeginCopyOut(ids, dst);
+      if (!ticket.ok()) {
+        for (const OffloadBlock& b : taken) host_->AbortPut(b.hash);
+        return ticket.status();
+      }
+      in_flight_.push_back({*ticket, std::move(taken)});
+      result.in_flight.insert(result.in_flight.end(), ids.begin(), ids.end());
       ids.clear();
       dst.clear();
       taken.clear();
-      for (; next < blocks.size(); ++next) {
-        bool full = false;
-        std::byte* slot = host_->BeginPut(blocks[next].hash, &full);
-        if (full) break;
-        if (slot == nullptr) continue;  // held already (refreshed)
-        ids.push_back(blocks[next].block);
-        dst.push_back(slot);
-        taken.push_back(&blocks[next]);
+      return OkStatus();
+    };
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      bool full = false;
+      std::byte* slot = host_->BeginPut(blocks[i].hash, &full);
+      if (full) {
+        TANDEM_RETURN_IF_ERROR(begin());
+        TANDEM_ASSIGN_OR_RETURN(std::vector<BlockId> done, Drain());
+        result.finished.insert(result.finished.end(), done.begin(), done.end());
+        slot = host_->BeginPut(blocks[i].hash, &full);
+        if (full) break;  // G2 has no room at all
       }
-      if (ids.empty()) break;
-      const Status copied = mover_->CopyOut(ids, dst);
-      for (const OffloadBlock* b : taken) {
-        if (copied.ok()) {
-          host_->CommitPut(b->hash, b->parent);
-        } else {
-          host_->AbortPut(b->hash);
-        }
-      }
-      TANDEM_RETURN_IF_ERROR(copied);
-      counts_.offloaded += taken.size();
+      if (slot == nullptr) continue;  // held already (refreshed)
+      ids.push_back(blocks[i].block);
+      dst.push_back(slot);
+      taken.push_back(blocks[i]);
     }
-    return OkStatus();
+    TANDEM_RETURN_IF_ERROR(begin());
+    return result;
   }
   // No host tier: G1's blocks go to the disk tier directly (when it admits them).
-  if (disk_ == nullptr) return OkStatus();
+  if (disk_ == nullptr) return result;
+  std::vector<const OffloadBlock*> taken;
   for (const OffloadBlock& b : blocks) {
     if (!disk_->Contains(b.hash)) taken.push_back(&b);
   }
+  if (taken.empty()) return result;
   staging_.resize(taken.size() * block_bytes);
+  std::vector<BlockId> ids;
+  std::vector<std::byte*> dst;
   for (size_t j = 0; j < taken.size(); ++j) {
     ids.push_back(taken[j]->block);
     dst.push_back(staging_.data() + j * block_bytes);
   }
-  if (taken.empty()) return OkStatus();
   TANDEM_RETURN_IF_ERROR(mover_->CopyOut(ids, dst));
   for (size_t j = 0; j < taken.size(); ++j) {
     TANDEM_RETURN_IF_ERROR(
         disk_->Put(taken[j]->hash, taken[j]->parent, {dst[j], block_bytes}).status());
   }
-  return OkStatus();
+  return result;
 }
 
 void KvTiers::NoteReuse(std::span<const BlockHash> hashes) {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <span>
@@ -33,6 +34,11 @@ class BlockMover {
   virtual Status CopyOut(std::span<const BlockId> blocks, std::span<std::byte* const> dst) = 0;
   virtual Status CopyIn(std::span<const BlockId> blocks,
                         std::span<const std::byte* const> src) = 0;
+  // CopyOut in the background, behind the engine's steps so far and overlapping later ones:
+  // a ticket, reported by FinishedCopies (in order; `wait`: once every copy begun is done).
+  virtual StatusOr<uint64_t> BeginCopyOut(std::span<const BlockId> blocks,
+                                          std::span<std::byte* const> dst) = 0;
+  virtual StatusOr<std::vector<uint64_t>> FinishedCopies(bool wait) = 0;
 };
 
 // A completed G1 block to keep on the tiers.
@@ -78,9 +84,25 @@ class KvTiers {
   // copies; returns how many were loaded (0 when the copy fails).
   int Onboard(std::span<const BlockHash> hashes, std::span<const BlockId> blocks);
 
-  // Completed G1 blocks: copied to G2 (straight into its memory, one batch) unless G2 holds them
-  // already (then only refreshed); without G2, to G3 when it admits them.
-  Status Offload(std::span<const OffloadBlock> blocks);
+  // Completed G1 blocks: copied to G2 straight into its memory, in one batch in the background
+  // (BlockMover::BeginCopyOut), unless G2 holds them already (then only refreshed); without G2,
+  // to G3 at once when it admits them. `in_flight`: the G1 blocks whose copies started, which
+  // the caller keeps unwritten (holds a reference to) until Poll or Drain returns them;
+  // `finished`: blocks of earlier copies waited for because G2 had no free slot (the caller
+  // applies in_flight before finished). A block reaches G2 (is found, and is an event) when its
+  // copy is committed.
+  struct Offloaded {
+    std::vector<BlockId> in_flight;
+    std::vector<BlockId> finished;
+  };
+  StatusOr<Offloaded> Offload(std::span<const OffloadBlock> blocks);
+  // Commits the background copies that have finished; returns their G1 blocks.
+  StatusOr<std::vector<BlockId>> Poll();
+  // The same once every copy in flight has finished.
+  StatusOr<std::vector<BlockId>> Drain();
+
+  // Waits for the copies in flight (they write into the host tier's memory).
+  ~KvTiers();
 
   // Prefix hits on `hashes` (on any tier): counts toward the disk tier's admission.
   void NoteReuse(std::span<const BlockHash> hashes);
@@ -96,6 +118,12 @@ class KvTiers {
   std::unique_ptr<HostStore> host_;
   std::unique_ptr<DiskStore> disk_;
   std::vector<std::byte> staging_;  // blocks between the disk tier and the mover
+  struct InFlight {
+    uint64_t ticket;
+    std::vector<OffloadBlock> blocks;
+  };
+  std::deque<InFlight> in_flight_;  // background copies into G2, oldest first
+  StatusOr<std::vector<BlockId>> Commit(bool wait);
   KvTiersStats counts_;
 };
 

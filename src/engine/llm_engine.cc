@@ -54,6 +54,13 @@ class RunnerBlockMover final : public kvcache::BlockMover {
   Status CopyIn(std::span<const BlockId> blocks, std::span<const std::byte* const> src) override {
     return runner_->CopyBlocksIn(blocks, src);
   }
+  StatusOr<uint64_t> BeginCopyOut(std::span<const BlockId> blocks,
+                                  std::span<std::byte* const> dst) override {
+    return runner_->BeginCopyBlocksOut(blocks, dst);
+  }
+  StatusOr<std::vector<uint64_t>> FinishedCopies(bool wait) override {
+    return runner_->FinishedCopies(wait);
+  }
 
  private:
   ModelRunner* runner_;
@@ -320,14 +327,16 @@ void LlmEngine::Step() {
     return;
   }
   scheduler_->OnStepDone(plan);
+  for (size_t i = 0; i < plan.scheduled.size(); ++i) {
+    Postprocess(plan.scheduled[i], results[i]);
+  }
+  // Idle: wait for the offload copies, so that their blocks are back in the pool.
+  if (scheduler_->empty()) scheduler_->CollectOffloads(/*wait=*/true);
   onboarded_blocks_ = scheduler_->onboarded_blocks();
   if (tiers_ != nullptr) {
     const kvcache::KvTiersStats t = tiers_->stats();
     std::lock_guard lock(tier_stats_mu_);
     tier_stats_ = t;
-  }
-  for (size_t i = 0; i < plan.scheduled.size(); ++i) {
-    Postprocess(plan.scheduled[i], results[i]);
   }
 }
 

@@ -64,6 +64,14 @@ class ModelRunner {
                                std::span<std::byte* const> dst) = 0;
   virtual Status CopyBlocksIn(std::span<const BlockId> blocks,
                               std::span<const std::byte* const> src) = 0;
+  // Offload without stalling steps: queues copies of blocks[i] → dst[i] behind every step run so
+  // far, on a stream of their own (cuda; at once elsewhere), and returns a ticket. The blocks
+  // must not be written, nor dst reused, until FinishedCopies has returned the ticket.
+  virtual StatusOr<uint64_t> BeginCopyBlocksOut(std::span<const BlockId> blocks,
+                                                std::span<std::byte* const> dst) = 0;
+  // Tickets of BeginCopyBlocksOut whose copies have completed since the last call, in order;
+  // with `wait`, after every copy begun has completed.
+  virtual StatusOr<std::vector<uint64_t>> FinishedCopies(bool wait) = 0;
   // Host memory the runner copies blocks from and to fastest (pinned, on cuda); null: any.
   virtual kvcache::HostAllocator* host_allocator() { return nullptr; }
 };

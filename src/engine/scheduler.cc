@@ -77,7 +77,20 @@ void Scheduler::Onboard(Sequence* seq, std::span<const BlockHash> wanted) {
   onboarded_blocks_ += loaded;
 }
 
+void Scheduler::CollectOffloads(bool wait) {
+  if (tiers_ == nullptr) return;
+  auto done = wait ? tiers_->Drain() : tiers_->Poll();
+  if (done.ok()) {
+    pool_->Release(*done);
+  } else {
+    spdlog::warn("kv offload failed error=\"{}\"", done.status().ToString());
+  }
+}
+
+Scheduler::~Scheduler() { CollectOffloads(/*wait=*/true); }
+
 SchedulerOutput Scheduler::Schedule() {
+  CollectOffloads(/*wait=*/false);
   SchedulerOutput out;
   int budget = options_.max_num_batched_tokens;
 
@@ -150,9 +163,15 @@ void Scheduler::OnStepDone(const SchedulerOutput& output) {
     seq->num_registered = std::max(seq->num_registered, full);
   }
   if (!completed.empty()) {
-    // A tier that cannot take the blocks loses nothing the pool holds: serving goes on.
-    if (Status s = tiers_->Offload(completed); !s.ok()) {
-      spdlog::warn("kv offload failed blocks={} error=\"{}\"", completed.size(), s.ToString());
+    // The copies run in the background: their blocks stay referenced until they are done. A
+    // tier that cannot take the blocks loses nothing the pool holds: serving goes on.
+    auto offloaded = tiers_->Offload(completed);
+    if (offloaded.ok()) {
+      pool_->Retain(offloaded->in_flight);
+      pool_->Release(offloaded->finished);
+    } else {
+      spdlog::warn("kv offload failed blocks={} error=\"{}\"", completed.size(),
+                   offloaded.status().ToString());
     }
   }
 }

@@ -45,6 +45,8 @@ class Scheduler {
   // `pool` and `tiers` (null: none) must outlive the scheduler.
   Scheduler(SchedulerOptions options, kvcache::BlockPool* pool,
             kvcache::KvTiers* tiers = nullptr);
+  // Waits for the offload copies in flight.
+  ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
@@ -55,6 +57,10 @@ class Scheduler {
   void OnStepDone(const SchedulerOutput& output);
   // Takes a sequence out (running or waiting), releasing its blocks. nullptr if unknown.
   std::unique_ptr<Sequence> Remove(RequestId id);
+
+  // Releases the blocks whose background copies to the tiers have finished (all of them, after
+  // waiting, with `wait`: when the engine goes idle). Schedule() does it without waiting.
+  void CollectOffloads(bool wait);
 
   // Takes every sequence out, releasing their blocks (shutdown).
   std::vector<std::unique_ptr<Sequence>> RemoveAll();

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "common/status_macros.h"
 #include "engine/cpu/gemm.h"
@@ -195,6 +196,17 @@ Status CpuModelRunner::CopyBlocksOut(std::span<const BlockId> blocks,
                 layout_.BlockBytes());
   }
   return OkStatus();
+}
+
+StatusOr<uint64_t> CpuModelRunner::BeginCopyBlocksOut(std::span<const BlockId> blocks,
+                                                     std::span<std::byte* const> dst) {
+  TANDEM_RETURN_IF_ERROR(CopyBlocksOut(blocks, dst));  // steps are synchronous: copy now
+  finished_.push_back(next_ticket_);
+  return next_ticket_++;
+}
+
+StatusOr<std::vector<uint64_t>> CpuModelRunner::FinishedCopies(bool) {
+  return std::exchange(finished_, {});
 }
 
 Status CpuModelRunner::CopyBlocksIn(std::span<const BlockId> blocks,

@@ -36,6 +36,9 @@ class CpuModelRunner final : public ModelRunner {
                        std::span<std::byte* const> dst) override;
   Status CopyBlocksIn(std::span<const BlockId> blocks,
                       std::span<const std::byte* const> src) override;
+  StatusOr<uint64_t> BeginCopyBlocksOut(std::span<const BlockId> blocks,
+                                        std::span<std::byte* const> dst) override;
+  StatusOr<std::vector<uint64_t>> FinishedCopies(bool wait) override;
 
   // Bytes of the KV pool a block count needs (for sizing from a memory budget).
   static size_t KvBytesPerBlock(const model::ModelConfig& config, int block_size);
@@ -72,6 +75,8 @@ class CpuModelRunner final : public ModelRunner {
   std::vector<float> final_norm_;
   std::vector<float> lm_head_;  // Empty when tied to embed_.
   std::vector<float> kv_;       // num_blocks * BlockElements.
+  uint64_t next_ticket_ = 1;
+  std::vector<uint64_t> finished_;  // copies are done at once: tickets not yet reported
 
   // Activations, reused between steps.
   std::vector<float> x_, h_, qkv_, attn_, tmp_, gate_up_, act_;

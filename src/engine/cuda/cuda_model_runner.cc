@@ -113,6 +113,7 @@ StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   TANDEM_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
   auto runner = std::unique_ptr<CudaModelRunner>(new CudaModelRunner(config, options));
   TANDEM_ASSIGN_OR_RETURN(runner->stream_, CudaStream::Create());
+  TANDEM_ASSIGN_OR_RETURN(runner->copy_stream_, CudaStream::Create());
   TANDEM_ASSIGN_OR_RETURN(runner->gemm_, Gemm::Create());
   TANDEM_ASSIGN_OR_RETURN(runner->sampler_, GpuSampler::Create());
   TANDEM_RETURN_IF_ERROR(runner->LoadWeights(weights));
@@ -431,6 +432,42 @@ Status CudaModelRunner::CopyBlocks(std::span<const BlockId> blocks, std::byte* c
                                                 stream_.get()));
   }
   return stream_.Synchronize();
+}
+
+StatusOr<uint64_t> CudaModelRunner::BeginCopyBlocksOut(std::span<const BlockId> blocks,
+                                                      std::span<std::byte* const> dst) {
+  if (blocks.size() != dst.size()) return InvalidArgumentError("cuda runner: bad block copy");
+  const size_t bytes = layout_.BlockBytes();
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
+  // Behind every step enqueued so far (the blocks' last writes), on the copy stream.
+  TANDEM_ASSIGN_OR_RETURN(CudaEvent steps_done, CudaEvent::Create());
+  TANDEM_RETURN_IF_ERROR(steps_done.Record(stream_.get()));
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_stream_.get(), steps_done.get(), 0));
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (blocks[i].value() < 0 || blocks[i].value() >= num_blocks_) {
+      return InvalidArgumentError("cuda runner: bad block id");
+    }
+    TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst[i], kv_.as<char>() + blocks[i].value() * bytes,
+                                                bytes, cudaMemcpyDeviceToHost,
+                                                copy_stream_.get()));
+  }
+  TANDEM_ASSIGN_OR_RETURN(CudaEvent done, CudaEvent::Create());
+  TANDEM_RETURN_IF_ERROR(done.Record(copy_stream_.get()));
+  copies_.push_back({next_ticket_, std::move(done)});
+  return next_ticket_++;
+}
+
+StatusOr<std::vector<uint64_t>> CudaModelRunner::FinishedCopies(bool wait) {
+  std::vector<uint64_t> finished;
+  while (!copies_.empty()) {
+    cudaEvent_t done = copies_.front().done.get();
+    const cudaError_t state = wait ? cudaEventSynchronize(done) : cudaEventQuery(done);
+    if (state == cudaErrorNotReady) break;
+    TANDEM_CUDA_RETURN_IF_ERROR(state);
+    finished.push_back(copies_.front().ticket);
+    copies_.pop_front();
+  }
+  return finished;
 }
 
 Status CudaModelRunner::CopyBlocksOut(std::span<const BlockId> blocks,

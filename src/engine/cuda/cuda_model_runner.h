@@ -13,6 +13,7 @@
 #pragma once
 
 #include <map>
+#include <deque>
 #include <memory>
 #include <string>
 #include <utility>
@@ -56,6 +57,9 @@ class CudaModelRunner final : public ModelRunner {
                        std::span<std::byte* const> dst) override;
   Status CopyBlocksIn(std::span<const BlockId> blocks,
                       std::span<const std::byte* const> src) override;
+  StatusOr<uint64_t> BeginCopyBlocksOut(std::span<const BlockId> blocks,
+                                        std::span<std::byte* const> dst) override;
+  StatusOr<std::vector<uint64_t>> FinishedCopies(bool wait) override;
   kvcache::HostAllocator* host_allocator() override { return pinned_.get(); }
 
   // Bytes of the device KV pool one block needs (bf16).
@@ -116,6 +120,14 @@ class CudaModelRunner final : public ModelRunner {
   int prefill_tile_rows_ = 0;
   CudaStream stream_;
   std::unique_ptr<kvcache::HostAllocator> pinned_ = std::make_unique<PinnedHostAllocator>();
+  // Offload copies: their own stream, and per ticket the event that marks its end.
+  CudaStream copy_stream_;
+  struct Copy {
+    uint64_t ticket;
+    CudaEvent done;
+  };
+  std::deque<Copy> copies_;
+  uint64_t next_ticket_ = 1;
   std::unique_ptr<Gemm> gemm_;
   std::unique_ptr<GpuSampler> sampler_;
   // Graphs by (padded rows, decode splits), valid while generation_ equals their capture's.
