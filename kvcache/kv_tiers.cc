@@ -3,11 +3,105 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "common/status_macros.h"
 
 namespace tandem::kvcache {
+
+// G2's evictions on their way to G3: copied out of the evicted slot at once (the slot is reused
+// right after), then written by a thread of its own, so that the engine never waits for the
+// disk. At most `capacity` blocks wait; an eviction past that is not spilled (counted).
+class KvTiers::Spiller {
+ public:
+  Spiller(DiskStore* disk, size_t block_bytes, int capacity)
+      : disk_(disk), block_bytes_(block_bytes), capacity_(static_cast<size_t>(capacity)) {
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  ~Spiller() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();  // writes what is queued first
+  }
+
+  void Offer(BlockHash hash, std::optional<BlockHash> parent, std::span<const std::byte> data) {
+    std::lock_guard lock(mu_);
+    if (queue_.size() >= capacity_) {
+      ++dropped_;
+      return;
+    }
+    std::vector<std::byte> buffer;
+    if (!spare_.empty()) {
+      buffer = std::move(spare_.back());
+      spare_.pop_back();
+    }
+    buffer.assign(data.begin(), data.end());
+    queue_.push_back({hash, parent, std::move(buffer)});
+    cv_.notify_all();
+  }
+
+  // Until every queued block is written.
+  void Flush() {
+    std::unique_lock lock(mu_);
+    idle_cv_.wait(lock, [&] { return queue_.empty() && !writing_; });
+  }
+
+  uint64_t spilled() const {
+    std::lock_guard lock(mu_);
+    return spilled_;
+  }
+  uint64_t dropped() const {
+    std::lock_guard lock(mu_);
+    return dropped_;
+  }
+
+ private:
+  struct Item {
+    BlockHash hash;
+    std::optional<BlockHash> parent;
+    std::vector<std::byte> data;
+  };
+
+  void Run() {
+    std::unique_lock lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stop, and nothing left to write
+      Item item = std::move(queue_.front());
+      queue_.pop_front();
+      writing_ = true;
+      lock.unlock();
+      auto put = disk_->Put(item.hash, item.parent, {item.data.data(), block_bytes_});
+      lock.lock();
+      writing_ = false;
+      if (put.ok() && *put == PutResult::kStored) ++spilled_;
+      spare_.push_back(std::move(item.data));
+      if (queue_.empty()) idle_cv_.notify_all();
+    }
+  }
+
+  DiskStore* const disk_;
+  const size_t block_bytes_;
+  const size_t capacity_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_, idle_cv_;
+  std::deque<Item> queue_;
+  std::vector<std::vector<std::byte>> spare_;  // written items' buffers, reused
+  bool stop_ = false;
+  bool writing_ = false;
+  uint64_t spilled_ = 0;
+  uint64_t dropped_ = 0;
+  std::thread thread_;
+};
 
 KvTiers::KvTiers(BlockMover* mover) : mover_(mover) {}
 
@@ -36,18 +130,22 @@ StatusOr<std::unique_ptr<KvTiers>> KvTiers::Create(const KvTiersOptions& options
                                          .admit_after_reuses = options.disk_admit_after_reuses},
                                         clock, events));
   }
-  if (tiers->host_ != nullptr && tiers->disk_ != nullptr) {
-    KvTiers* self = tiers.get();
-    tiers->host_->set_evict_hook([self](BlockHash hash, std::optional<BlockHash> parent,
-                                        std::span<const std::byte> data) {
-      auto put = self->disk_->Put(hash, parent, data);
-      if (put.ok() && *put == PutResult::kStored) ++self->counts_.spilled;
+  if (tiers->disk_ != nullptr) {
+    tiers->spiller_ = std::make_unique<Spiller>(tiers->disk_.get(), block_bytes,
+                                                std::max(1, options.spill_queue_blocks));
+  }
+  if (tiers->host_ != nullptr && tiers->spiller_ != nullptr) {
+    Spiller* spiller = tiers->spiller_.get();
+    tiers->host_->set_evict_hook([spiller](BlockHash hash, std::optional<BlockHash> parent,
+                                           std::span<const std::byte> data) {
+      spiller->Offer(hash, parent, data);
     });
   }
   return tiers;
 }
 
-int KvTiers::CountPrefix(std::span<const BlockHash> hashes) const {
+int KvTiers::CountPrefix(std::span<const BlockHash> hashes) {
+  if (spiller_ != nullptr) spiller_->Flush();
   int n = 0;
   for (BlockHash h : hashes) {
     const bool held = (host_ != nullptr && host_->Contains(h)) ||
@@ -178,7 +276,8 @@ StatusOr<KvTiers::Offloaded> KvTiers::Offload(std::span<const OffloadBlock> bloc
     TANDEM_RETURN_IF_ERROR(begin());
     return result;
   }
-  // No host tier: G1's blocks go to the disk tier directly (when it admits them).
+  // No host tier: G1's blocks go to the disk tier directly (when it admits them), through the
+  // writer thread.
   if (disk_ == nullptr) return result;
   std::vector<const OffloadBlock*> taken;
   for (const OffloadBlock& b : blocks) {
@@ -194,8 +293,7 @@ StatusOr<KvTiers::Offloaded> KvTiers::Offload(std::span<const OffloadBlock> bloc
   }
   TANDEM_RETURN_IF_ERROR(mover_->CopyOut(ids, dst));
   for (size_t j = 0; j < taken.size(); ++j) {
-    TANDEM_RETURN_IF_ERROR(
-        disk_->Put(taken[j]->hash, taken[j]->parent, {dst[j], block_bytes}).status());
+    spiller_->Offer(taken[j]->hash, taken[j]->parent, {dst[j], block_bytes});
   }
   return result;
 }
@@ -207,6 +305,10 @@ void KvTiers::NoteReuse(std::span<const BlockHash> hashes) {
 
 KvTiersStats KvTiers::stats() const {
   KvTiersStats s = counts_;
+  if (spiller_ != nullptr) {
+    s.spilled = spiller_->spilled();
+    s.spill_dropped = spiller_->dropped();
+  }
   if (host_ != nullptr) {
     s.host = host_->stats();
     s.host_blocks = host_->size();

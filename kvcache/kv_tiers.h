@@ -1,6 +1,7 @@
 // G2 and G3 behind the engine's G1 pool (ARCHITECTURE §3 "Tiers"): completed G1 blocks are copied
-// out to the host tier, the host tier's evictions spill to the disk tier (when it admits them),
-// and a prefix found on either is loaded back into G1 blocks instead of being recomputed.
+// out to the host tier, the host tier's evictions spill to the disk tier (when it admits them;
+// written by a thread of their own), and a prefix found on either is loaded back into G1 blocks
+// instead of being recomputed.
 //
 // The engine backend moves the bytes between its pool and host memory (BlockMover); KvTiers
 // decides where they go. Every change is a KV event on the sink the stores were given.
@@ -49,6 +50,7 @@ struct OffloadBlock {
 };
 
 struct KvTiersOptions {
+  int spill_queue_blocks = 64;  // G2 evictions waiting for their G3 write, at most
   int host_blocks = 0;  // G2 capacity in blocks; 0: no host tier
   std::string disk_path;  // G3 file; with disk_blocks > 0
   int disk_blocks = 0;    // G3 capacity in blocks; 0: no disk tier
@@ -61,7 +63,8 @@ struct KvTiersStats {
   int host_blocks = 0, host_capacity = 0;  // held now, and room (0: no host tier)
   int disk_blocks = 0, disk_capacity = 0;
   uint64_t offloaded = 0;        // G1 blocks copied to G2
-  uint64_t spilled = 0;          // G2 evictions written to G3
+  uint64_t spilled = 0;          // blocks the writer stored on G3 (G2 evictions, or G1 blocks)
+  uint64_t spill_dropped = 0;    // blocks not written: the writer was too far behind
   uint64_t onboarded_host = 0;   // G1 blocks loaded from G2
   uint64_t onboarded_disk = 0;   // G1 blocks loaded from G3
 };
@@ -76,8 +79,9 @@ class KvTiers {
                                                    const Clock* clock = nullptr,
                                                    KvEventSink* events = nullptr);
 
-  // How many leading hashes of the chain are held on G2 or G3 (each block on either).
-  int CountPrefix(std::span<const BlockHash> hashes) const;
+  // How many leading hashes of the chain are held on G2 or G3 (each block on either); first waits
+  // for G2's evictions still on their way to G3.
+  int CountPrefix(std::span<const BlockHash> hashes);
 
   // Loads hashes[i] into the G1 block blocks[i] for the longest prefix of `hashes` the tiers
   // hold (G2 blocks straight from its memory, G3 blocks read in one batch), in one batch of
@@ -86,7 +90,7 @@ class KvTiers {
 
   // Completed G1 blocks: copied to G2 straight into its memory, in one batch in the background
   // (BlockMover::BeginCopyOut), unless G2 holds them already (then only refreshed); without G2,
-  // to G3 at once when it admits them. `in_flight`: the G1 blocks whose copies started, which
+  // copied out at once and written to G3 (when it admits them) by the writer thread. `in_flight`: the G1 blocks whose copies started, which
   // the caller keeps unwritten (holds a reference to) until Poll or Drain returns them;
   // `finished`: blocks of earlier copies waited for because G2 had no free slot (the caller
   // applies in_flight before finished). A block reaches G2 (is found, and is an event) when its
@@ -112,11 +116,13 @@ class KvTiers {
   DiskStore* disk() { return disk_.get(); }
 
  private:
+  class Spiller;
   explicit KvTiers(BlockMover* mover);
 
   BlockMover* const mover_;
   std::unique_ptr<HostStore> host_;
   std::unique_ptr<DiskStore> disk_;
+  std::unique_ptr<Spiller> spiller_;  // G2 → G3 writes, off the engine thread
   std::vector<std::byte> staging_;  // blocks between the disk tier and the mover
   struct InFlight {
     uint64_t ticket;
