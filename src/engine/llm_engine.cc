@@ -83,17 +83,16 @@ LlmEngine::LlmEngine(std::unique_ptr<ModelRunner> runner, const EngineOptions& o
   blocks_available_ = pool_.num_available();
 }
 
+// Null tiers when neither is sized.
 Status LlmEngine::CreateTiers() {
-  if (options_.enable_prefix_caching) {
-    TANDEM_ASSIGN_OR_RETURN(tiers_,
-                            kvcache::KvTiers::Create({.host_blocks = options_.host_cache_blocks,
-                                                      .disk_path = options_.disk_cache_path,
-                                                      .disk_blocks = options_.disk_cache_blocks,
-                                                      .disk_admit_after_reuses =
-                                                          options_.disk_cache_admit_after_reuses},
-                                                     mover_.get(), runner_->host_allocator(),
-                                                     nullptr, &events_));
-  }
+  TANDEM_ASSIGN_OR_RETURN(
+      tiers_, kvcache::KvTiers::Create({.host_blocks = options_.host_cache_blocks,
+                                        .disk_path = options_.disk_cache_path,
+                                        .disk_blocks = options_.disk_cache_blocks,
+                                        .disk_admit_after_reuses =
+                                            options_.disk_cache_admit_after_reuses},
+                                       mover_.get(), runner_->host_allocator(), nullptr,
+                                       &events_));
   scheduler_ = std::make_unique<Scheduler>(
       SchedulerOptions{runner_->kv_layout().block_size, options_.max_num_seqs,
                        options_.max_num_batched_tokens},
@@ -111,6 +110,10 @@ StatusOr<std::unique_ptr<LlmEngine>> LlmEngine::Create(std::unique_ptr<ModelRunn
   if (options.max_model_len < 0) return InvalidArgumentError("max_model_len must be >= 0");
   if (options.host_cache_blocks < 0 || options.disk_cache_blocks < 0) {
     return InvalidArgumentError("tier sizes must be >= 0");
+  }
+  if (!options.enable_prefix_caching &&
+      (options.host_cache_blocks > 0 || options.disk_cache_blocks > 0)) {
+    return InvalidArgumentError("host and disk KV tiers need prefix caching");
   }
   if (options.kv_event_capacity < 1) return InvalidArgumentError("kv_event_capacity must be >= 1");
   auto mover = std::make_unique<RunnerBlockMover>(runner.get());

@@ -227,6 +227,25 @@ TEST_P(TieredCacheTest, OnboardingFromHostOrDiskGivesTheLogitsOfRecomputation) {
   std::filesystem::remove(disk_path);
 }
 
+// Tier options that cannot work are refused when the engine is made, with a clear error.
+TEST_P(TieredCacheTest, UnusableTierOptionsAreRefused) {
+  const auto status_of = [&](const EngineOptions& options) {
+    return CreateEngine({.model = Model()}, Backend(16), options).status();
+  };
+  EngineOptions without_caching;
+  without_caching.enable_prefix_caching = false;
+  without_caching.host_cache_blocks = 8;
+  EXPECT_EQ(status_of(without_caching).code(), StatusCode::kInvalidArgument);
+  EngineOptions no_path;
+  no_path.disk_cache_blocks = 8;
+  EXPECT_EQ(status_of(no_path).code(), StatusCode::kInvalidArgument);
+  EngineOptions bad_path = no_path;
+  bad_path.disk_cache_path = "/nonexistent-dir/kv";
+  const Status s = status_of(bad_path);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
+  EXPECT_NE(s.message().find("/nonexistent-dir/kv"), std::string::npos) << s;
+}
+
 TEST_P(EngineTest, RejectsBadRequestsWithoutSideEffects) {
   auto engine = MakeEngine(Model(), Backend());
   EXPECT_EQ(engine->Submit(Greedy({}, 4)).status().code(), StatusCode::kInvalidArgument);
