@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -103,6 +105,98 @@ class KvTiers::Spiller {
   std::thread thread_;
 };
 
+// G3 reads for onboarding on a thread of their own: each load's blocks read in one batch
+// (io_uring) into the load's buffer while the engine goes on.
+class KvTiers::Loader {
+ public:
+  struct Load {
+    std::vector<BlockHash> hashes;  // read from G3, in order
+    std::vector<std::byte> data;    // hashes.size() blocks
+    std::vector<Status> results;
+    bool done = false;
+  };
+
+  Loader(DiskStore* disk, size_t block_bytes) : disk_(disk), block_bytes_(block_bytes) {
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  ~Loader() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  void Start(uint64_t ticket, std::vector<BlockHash> hashes) {
+    auto load = std::make_shared<Load>();
+    load->hashes = std::move(hashes);
+    std::lock_guard lock(mu_);
+    loads_[ticket] = load;
+    queue_.push_back(load);
+    cv_.notify_all();
+  }
+
+  bool Ready(uint64_t ticket) const {
+    std::lock_guard lock(mu_);
+    auto it = loads_.find(ticket);
+    return it == loads_.end() || it->second->done;
+  }
+
+  // The finished load (null when unknown); forgets it.
+  std::shared_ptr<Load> Take(uint64_t ticket) {
+    std::unique_lock lock(mu_);
+    auto it = loads_.find(ticket);
+    if (it == loads_.end()) return nullptr;
+    std::shared_ptr<Load> load = it->second;
+    done_cv_.wait(lock, [&] { return load->done; });
+    loads_.erase(ticket);
+    return load;
+  }
+
+  void WaitAny(std::chrono::milliseconds timeout) const {
+    std::unique_lock lock(mu_);
+    done_cv_.wait_for(lock, timeout, [&] {
+      for (const auto& [ticket, load] : loads_) {
+        if (load->done) return true;
+      }
+      return loads_.empty();
+    });
+  }
+
+ private:
+  void Run() {
+    std::unique_lock lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      std::shared_ptr<Load> load = queue_.front();
+      queue_.pop_front();
+      lock.unlock();
+      load->data.resize(load->hashes.size() * block_bytes_);
+      std::vector<std::span<std::byte>> outs;
+      for (size_t i = 0; i < load->hashes.size(); ++i) {
+        outs.emplace_back(load->data.data() + i * block_bytes_, block_bytes_);
+      }
+      std::vector<Status> results = disk_->GetMany(load->hashes, outs);
+      lock.lock();
+      load->results = std::move(results);
+      load->done = true;
+      done_cv_.notify_all();
+    }
+  }
+
+  DiskStore* const disk_;
+  const size_t block_bytes_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_, done_cv_;
+  std::deque<std::shared_ptr<Load>> queue_;
+  std::unordered_map<uint64_t, std::shared_ptr<Load>> loads_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 KvTiers::KvTiers(BlockMover* mover) : mover_(mover) {}
 
 StatusOr<std::unique_ptr<KvTiers>> KvTiers::Create(const KvTiersOptions& options,
@@ -134,6 +228,9 @@ StatusOr<std::unique_ptr<KvTiers>> KvTiers::Create(const KvTiersOptions& options
     tiers->spiller_ = std::make_unique<Spiller>(tiers->disk_.get(), block_bytes,
                                                 std::max(1, options.spill_queue_blocks));
   }
+  if (tiers->disk_ != nullptr) {
+    tiers->loader_ = std::make_unique<Loader>(tiers->disk_.get(), block_bytes);
+  }
   if (tiers->host_ != nullptr && tiers->spiller_ != nullptr) {
     Spiller* spiller = tiers->spiller_.get();
     tiers->host_->set_evict_hook([spiller](BlockHash hash, std::optional<BlockHash> parent,
@@ -156,57 +253,62 @@ int KvTiers::CountPrefix(std::span<const BlockHash> hashes) {
   return n;
 }
 
-int KvTiers::Onboard(std::span<const BlockHash> hashes, std::span<const BlockId> blocks) {
-  TANDEM_CHECK(hashes.size() == blocks.size());
+KvTiers::LoadStart KvTiers::BeginLoad(std::span<const BlockHash> hashes) {
+  const int n = CountPrefix(hashes);
+  if (n == 0) return {};
+  LoadStart start{next_load_++, n};
+  std::vector<BlockHash> from_disk;
+  for (int i = 0; i < n; ++i) {
+    const BlockHash h = hashes[static_cast<size_t>(i)];
+    if (host_ == nullptr || !host_->Contains(h)) from_disk.push_back(h);
+  }
+  load_hashes_[start.ticket] = {hashes.begin(), hashes.begin() + n};
+  if (!from_disk.empty()) loader_->Start(start.ticket, std::move(from_disk));
+  return start;
+}
+
+bool KvTiers::LoadReady(uint64_t ticket) const {
+  return loader_ == nullptr || loader_->Ready(ticket);
+}
+
+void KvTiers::WaitForLoads(std::chrono::milliseconds timeout) const {
+  if (loader_ != nullptr) loader_->WaitAny(timeout);
+}
+
+void KvTiers::CancelLoad(uint64_t ticket) {
+  if (loader_ != nullptr) loader_->Take(ticket);  // waits for its reads (they touch no G1 block)
+  load_hashes_.erase(ticket);
+}
+
+int KvTiers::FinishLoad(uint64_t ticket, std::span<const BlockId> into) {
+  auto it = load_hashes_.find(ticket);
+  TANDEM_CHECK(it != load_hashes_.end());
+  const std::vector<BlockHash> hashes = std::move(it->second);
+  load_hashes_.erase(it);
+  std::shared_ptr<Loader::Load> disk_load = loader_ != nullptr ? loader_->Take(ticket) : nullptr;
   const size_t block_bytes = mover_->block_bytes();
-  // Where each block of the held prefix comes from: G2's memory, or a G3 read into staging.
+  // Where each block comes from, up to the first one no longer held: G2's memory, or the reads.
   std::vector<const std::byte*> src;
-  std::vector<size_t> from_disk;  // positions in src
-  for (BlockHash h : hashes) {
-    if (host_ != nullptr && host_->Contains(h)) {
-      src.push_back(nullptr);  // filled below, once the disk reads are done
-    } else if (disk_ != nullptr && disk_->Contains(h)) {
-      from_disk.push_back(src.size());
-      src.push_back(nullptr);
-    } else {
-      break;
-    }
-  }
-  size_t n = src.size();
-  if (!from_disk.empty()) {
-    staging_.resize(from_disk.size() * block_bytes);
-    std::vector<BlockHash> disk_hashes;
-    std::vector<std::span<std::byte>> outs;
-    for (size_t j = 0; j < from_disk.size(); ++j) {
-      disk_hashes.push_back(hashes[from_disk[j]]);
-      outs.emplace_back(staging_.data() + j * block_bytes, block_bytes);
-    }
-    const std::vector<Status> read = disk_->GetMany(disk_hashes, outs);
-    for (size_t j = 0; j < from_disk.size(); ++j) {
-      if (!read[j].ok()) {  // a miss after all (corrupt slot, disabled tier): the prefix ends here
-        n = std::min(n, from_disk[j]);
-        break;
-      }
-      src[from_disk[j]] = outs[j].data();
-    }
-  }
+  size_t next_read = 0;
   uint64_t host_count = 0;
-  for (size_t i = 0; i < n; ++i) {
-    if (src[i] != nullptr) continue;
-    src[i] = host_->Find(hashes[i]);
-    if (src[i] == nullptr) {
-      n = i;
-      break;
+  for (size_t i = 0; i < hashes.size() && i < into.size(); ++i) {
+    const bool read = disk_load != nullptr && next_read < disk_load->hashes.size() &&
+                      disk_load->hashes[next_read] == hashes[i];
+    if (read) {
+      if (!disk_load->results[next_read].ok()) break;  // corrupt, or the tier went off: a miss
+      src.push_back(disk_load->data.data() + next_read * block_bytes);
+      ++next_read;
+      continue;
     }
+    const std::byte* held = host_ != nullptr ? host_->Find(hashes[i]) : nullptr;
+    if (held == nullptr) break;  // evicted since BeginLoad
+    src.push_back(held);
     ++host_count;
   }
-  if (n == 0) return 0;
-  if (!mover_->CopyIn(blocks.first(n), std::span<const std::byte* const>(src).first(n)).ok()) {
-    return 0;
-  }
+  if (src.empty() || !mover_->CopyIn(into.first(src.size()), src).ok()) return 0;
   counts_.onboarded_host += host_count;
-  counts_.onboarded_disk += n - host_count;
-  return static_cast<int>(n);
+  counts_.onboarded_disk += src.size() - host_count;
+  return static_cast<int>(src.size());
 }
 
 KvTiers::~KvTiers() {

@@ -10,8 +10,10 @@
 // stores (onboarding copies from the host tier's memory in place).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <deque>
+#include <unordered_map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -83,10 +85,22 @@ class KvTiers {
   // for G2's evictions still on their way to G3.
   int CountPrefix(std::span<const BlockHash> hashes);
 
-  // Loads hashes[i] into the G1 block blocks[i] for the longest prefix of `hashes` the tiers
-  // hold (G2 blocks straight from its memory, G3 blocks read in one batch), in one batch of
-  // copies; returns how many were loaded (0 when the copy fails).
-  int Onboard(std::span<const BlockHash> hashes, std::span<const BlockId> blocks);
+  // Onboarding, in two halves so that the disk reads overlap the engine's steps. BeginLoad
+  // takes the longest prefix of `hashes` the tiers hold (CountPrefix) and has a loader thread
+  // read its G3 blocks; `blocks` of the result is how many the load covers (0: nothing held, no
+  // load). FinishLoad, once LoadReady, copies the load into the G1 blocks `into` (G2 blocks
+  // straight from its memory, in one batch with the G3 ones) up to the first block no longer
+  // found, and returns how many were loaded; CancelLoad drops a load instead.
+  struct LoadStart {
+    uint64_t ticket = 0;
+    int blocks = 0;
+  };
+  LoadStart BeginLoad(std::span<const BlockHash> hashes);
+  bool LoadReady(uint64_t ticket) const;
+  int FinishLoad(uint64_t ticket, std::span<const BlockId> into);
+  void CancelLoad(uint64_t ticket);
+  // Waits until some load is ready or `timeout` passes.
+  void WaitForLoads(std::chrono::milliseconds timeout) const;
 
   // Completed G1 blocks: copied to G2 straight into its memory, in one batch in the background
   // (BlockMover::BeginCopyOut), unless G2 holds them already (then only refreshed); without G2,
@@ -117,18 +131,22 @@ class KvTiers {
 
  private:
   class Spiller;
+  class Loader;
   explicit KvTiers(BlockMover* mover);
 
   BlockMover* const mover_;
   std::unique_ptr<HostStore> host_;
   std::unique_ptr<DiskStore> disk_;
   std::unique_ptr<Spiller> spiller_;  // G2 → G3 writes, off the engine thread
+  std::unique_ptr<Loader> loader_;    // G3 reads for onboarding, off the engine thread
   std::vector<std::byte> staging_;  // blocks between the disk tier and the mover
   struct InFlight {
     uint64_t ticket;
     std::vector<OffloadBlock> blocks;
   };
   std::deque<InFlight> in_flight_;  // background copies into G2, oldest first
+  uint64_t next_load_ = 1;
+  std::unordered_map<uint64_t, std::vector<BlockHash>> load_hashes_;  // per load, its prefix
   StatusOr<std::vector<BlockId>> Commit(bool wait);
   KvTiersStats counts_;
 };

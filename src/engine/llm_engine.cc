@@ -289,6 +289,8 @@ void LlmEngine::Step() {
   SchedulerOutput plan = scheduler_->Schedule();
   preemptions_ += plan.num_preempted;
   if (plan.scheduled.empty()) {
+    // Only prefixes being loaded: wait for one rather than spin.
+    scheduler_->WaitForLoads(std::chrono::milliseconds(5));
     // Nothing runs and the head of the queue still does not fit: it never will.
     if (Sequence* seq = scheduler_->Stuck()) {
       Finish(seq, FinishReason::kError,

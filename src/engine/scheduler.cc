@@ -22,6 +22,7 @@ void Scheduler::ReleaseBlocks(Sequence* seq) {
   seq->blocks.clear();
   seq->num_computed = 0;
   seq->num_registered = 0;
+  seq->tiers_checked = false;  // back in the queue, it looks for its prefix anew
 }
 
 void Scheduler::Preempt(Sequence* seq) {
@@ -44,37 +45,64 @@ void Scheduler::ExtendHashes(Sequence* seq, int full_blocks) const {
   }
 }
 
-void Scheduler::MatchCachedPrefix(Sequence* seq) {
+bool Scheduler::MatchCachedPrefix(Sequence* seq) {
   // A request that wants every prompt position's logits must compute them all.
-  if (seq->request.prompt_logits == PromptLogits::kAll) return;
+  if (seq->request.prompt_logits == PromptLogits::kAll) return false;
   // At least the last token must run, to produce the logits the next token is sampled from.
   const int max_blocks = (static_cast<int>(seq->tokens.size()) - 1) / options_.block_size;
   ExtendHashes(seq, max_blocks);
-  const std::span<const BlockHash> wanted = std::span<const BlockHash>(seq->hashes).first(max_blocks);
+  const std::span<const BlockHash> wanted =
+      std::span<const BlockHash>(seq->hashes).first(static_cast<size_t>(max_blocks));
   seq->blocks = pool_->MatchPrefix(wanted);
-  if (tiers_ != nullptr) Onboard(seq, wanted);
   seq->num_registered = static_cast<int>(seq->blocks.size());
   seq->num_computed = seq->num_registered * options_.block_size;
+  if (tiers_ == nullptr || seq->tiers_checked) return false;
+  seq->tiers_checked = true;
+  const size_t hit = seq->blocks.size();
+  tiers_->NoteReuse(wanted.first(hit));
+  const kvcache::KvTiers::LoadStart start = tiers_->BeginLoad(wanted.subspan(hit));
+  if (start.blocks == 0) return false;
+  if (start.blocks > pool_->num_available()) {  // no room to load into: compute instead
+    tiers_->CancelLoad(start.ticket);
+    return false;
+  }
+  auto blocks = pool_->Allocate(start.blocks);
+  TANDEM_CHECK(blocks.ok());
+  loads_.push_back({start.ticket, std::move(*blocks), nullptr});
+  return true;
 }
 
-void Scheduler::Onboard(Sequence* seq, std::span<const BlockHash> wanted) {
-  const int hit = static_cast<int>(seq->blocks.size());
-  tiers_->NoteReuse(wanted.first(hit));
-  const std::span<const BlockHash> rest = wanted.subspan(static_cast<size_t>(hit));
-  const int found = tiers_->CountPrefix(rest);
-  if (found == 0 || found > pool_->num_available()) return;
-  auto blocks = pool_->Allocate(found);
-  TANDEM_CHECK(blocks.ok());
-  const int loaded = tiers_->Onboard(rest.first(static_cast<size_t>(found)), *blocks);
-  tiers_->NoteReuse(rest.first(static_cast<size_t>(loaded)));
-  for (int j = 0; j < loaded; ++j) {
-    const size_t b = static_cast<size_t>(hit + j);
-    pool_->Register((*blocks)[static_cast<size_t>(j)], seq->hashes[b],
-                    b > 0 ? std::optional<BlockHash>(seq->hashes[b - 1]) : std::nullopt);
-    seq->blocks.push_back((*blocks)[static_cast<size_t>(j)]);
+void Scheduler::FinishLoads(bool wait) {
+  if (loads_.empty()) return;
+  std::vector<std::unique_ptr<Sequence>> ready;
+  for (auto it = loads_.begin(); it != loads_.end();) {
+    if (!wait && !tiers_->LoadReady(it->ticket)) {
+      ++it;
+      continue;
+    }
+    Sequence* seq = it->seq.get();
+    const int loaded = tiers_->FinishLoad(it->ticket, it->blocks);
+    const size_t hit = seq->blocks.size();
+    tiers_->NoteReuse(std::span<const BlockHash>(seq->hashes).subspan(hit, loaded));
+    for (int j = 0; j < loaded; ++j) {
+      const size_t b = hit + static_cast<size_t>(j);
+      pool_->Register(it->blocks[static_cast<size_t>(j)], seq->hashes[b],
+                      b > 0 ? std::optional<BlockHash>(seq->hashes[b - 1]) : std::nullopt);
+      seq->blocks.push_back(it->blocks[static_cast<size_t>(j)]);
+    }
+    pool_->Release(std::span<const BlockId>(it->blocks).subspan(static_cast<size_t>(loaded)));
+    seq->num_registered = static_cast<int>(seq->blocks.size());
+    seq->num_computed = seq->num_registered * options_.block_size;
+    onboarded_blocks_ += loaded;
+    ready.push_back(std::move(it->seq));
+    it = loads_.erase(it);
   }
-  pool_->Release(std::span<const BlockId>(*blocks).subspan(static_cast<size_t>(loaded)));
-  onboarded_blocks_ += loaded;
+  // Back at the head of the queue, in the order they arrived.
+  for (auto r = ready.rbegin(); r != ready.rend(); ++r) waiting_.push_front(std::move(*r));
+}
+
+void Scheduler::WaitForLoads(std::chrono::milliseconds timeout) {
+  if (!loads_.empty()) tiers_->WaitForLoads(timeout);
 }
 
 void Scheduler::CollectOffloads(bool wait) {
@@ -87,10 +115,14 @@ void Scheduler::CollectOffloads(bool wait) {
   }
 }
 
-Scheduler::~Scheduler() { CollectOffloads(/*wait=*/true); }
+Scheduler::~Scheduler() {
+  while (!loads_.empty()) DropLoad(loads_.begin());
+  CollectOffloads(/*wait=*/true);
+}
 
 SchedulerOutput Scheduler::Schedule() {
   CollectOffloads(/*wait=*/false);
+  FinishLoads(/*wait=*/false);
   SchedulerOutput out;
   int budget = options_.max_num_batched_tokens;
 
@@ -123,7 +155,15 @@ SchedulerOutput Scheduler::Schedule() {
   while (out.num_preempted == 0 && !waiting_.empty() && budget > 0 &&
          static_cast<int>(running_.size()) < options_.max_num_seqs) {
     Sequence* seq = waiting_.front().get();
-    if (seq->blocks.empty()) MatchCachedPrefix(seq);
+    if (seq->blocks.empty() && MatchCachedPrefix(seq)) {
+      // Its prefix is being loaded from the host or disk tier: the others go on meanwhile. A
+      // load with nothing to read from disk is ready at once, and the sequence is back at the
+      // head of the queue with its blocks.
+      loads_.back().seq = std::move(waiting_.front());
+      waiting_.pop_front();
+      FinishLoads(/*wait=*/false);
+      continue;
+    }
     const int n = std::min(seq->num_pending(), budget);
     const int needed = BlocksFor(seq->num_computed + n) - static_cast<int>(seq->blocks.size());
     if (needed > pool_->num_available()) {
@@ -187,7 +227,21 @@ std::unique_ptr<Sequence> Scheduler::Remove(RequestId id) {
     return seq;
   };
   if (auto seq = take(running_)) return seq;
-  return take(waiting_);
+  if (auto seq = take(waiting_)) return seq;
+  auto it = std::find_if(loads_.begin(), loads_.end(),
+                         [&](const Load& l) { return l.seq->id == id; });
+  if (it == loads_.end()) return nullptr;
+  std::unique_ptr<Sequence> seq = DropLoad(it);
+  return seq;
+}
+
+std::unique_ptr<Sequence> Scheduler::DropLoad(std::vector<Load>::iterator it) {
+  tiers_->CancelLoad(it->ticket);
+  pool_->Release(it->blocks);
+  std::unique_ptr<Sequence> seq = std::move(it->seq);
+  loads_.erase(it);
+  ReleaseBlocks(seq.get());
+  return seq;
 }
 
 std::vector<std::unique_ptr<Sequence>> Scheduler::RemoveAll() {
@@ -202,11 +256,13 @@ std::vector<std::unique_ptr<Sequence>> Scheduler::RemoveAll() {
   }
   running_.clear();
   waiting_.clear();
+  while (!loads_.empty()) all.push_back(DropLoad(loads_.begin()));
   return all;
 }
 
 Sequence* Scheduler::Stuck() const {
-  if (!running_.empty() || waiting_.empty()) return nullptr;
+  // A load in flight holds blocks that come back to the pool.
+  if (!running_.empty() || !loads_.empty() || waiting_.empty()) return nullptr;
   return waiting_.front().get();
 }
 

@@ -9,11 +9,13 @@
 //
 // With host and disk tiers (kvcache::KvTiers), a waiting sequence's prefix continues past what
 // the pool holds into what the tiers hold: those blocks are loaded into fresh pool blocks
-// (onboarded) rather than recomputed, and every block a step completes is offloaded to them.
+// (onboarded) rather than recomputed — the sequence steps aside while its disk reads run, and
+// the others go on — and every block a step completes is offloaded to them.
 //
 // Thread safety: not thread-safe; owned by the engine thread.
 #pragma once
 
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <vector>
@@ -68,9 +70,12 @@ class Scheduler {
   // The waiting head when nothing runs and it still cannot be scheduled (it can never fit).
   Sequence* Stuck() const;
 
-  bool empty() const { return running_.empty() && waiting_.empty(); }
+  bool empty() const { return running_.empty() && waiting_.empty() && loads_.empty(); }
   int num_running() const { return static_cast<int>(running_.size()); }
-  int num_waiting() const { return static_cast<int>(waiting_.size()); }
+  // Waiting to be admitted, including those whose prefix is being loaded.
+  int num_waiting() const { return static_cast<int>(waiting_.size() + loads_.size()); }
+  // Blocks until a prefix load is ready or `timeout` passes (a step with nothing else to run).
+  void WaitForLoads(std::chrono::milliseconds timeout);
   int BlocksFor(int64_t tokens) const;
   // Pool blocks loaded from the host or disk tier so far.
   int64_t onboarded_blocks() const { return onboarded_blocks_; }
@@ -80,15 +85,28 @@ class Scheduler {
   void ReleaseBlocks(Sequence* seq);
   // Hashes of seq's first `full_blocks` blocks, computed on demand.
   void ExtendHashes(Sequence* seq, int full_blocks) const;
-  void MatchCachedPrefix(Sequence* seq);
-  // Loads the blocks of `wanted` past seq's pool hit that the tiers hold into new pool blocks.
-  void Onboard(Sequence* seq, std::span<const BlockHash> wanted);
+  // Takes the longest prefix of seq's full blocks found in the pool; with tiers, starts loading
+  // the blocks after it that they hold into new pool blocks (loads_.back(), whose seq the caller
+  // fills) and returns true.
+  bool MatchCachedPrefix(Sequence* seq);
+  // A prefix being loaded from the tiers into `blocks` for `seq`, which waits meanwhile.
+  struct Load {
+    uint64_t ticket = 0;
+    std::vector<BlockId> blocks;
+    std::unique_ptr<Sequence> seq;
+  };
+  // Registers the loads that are ready (all, with `wait`) and puts their sequences back at the
+  // head of the queue.
+  void FinishLoads(bool wait);
+  // Cancels a load and returns its sequence, every block released.
+  std::unique_ptr<Sequence> DropLoad(std::vector<Load>::iterator it);
 
   SchedulerOptions options_;
   kvcache::BlockPool* pool_;
   kvcache::KvTiers* tiers_;
   std::vector<std::unique_ptr<Sequence>> running_;  // In admission order.
   std::deque<std::unique_ptr<Sequence>> waiting_;
+  std::vector<Load> loads_;
   int64_t onboarded_blocks_ = 0;
 };
 

@@ -36,6 +36,7 @@ struct Sequence {
   int prompt_logits_rows = 0;    // Prompt positions whose logits were collected (kAll).
   std::vector<float> prompt_logits;
   bool admitted_once = false;
+  bool tiers_checked = false;    // its prefix was looked up on the host and disk tiers
 
   int num_output() const { return static_cast<int>(tokens.size()) - num_prompt; }
   int num_pending() const { return static_cast<int>(tokens.size()) - num_computed; }

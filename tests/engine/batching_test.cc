@@ -227,6 +227,38 @@ TEST_P(TieredCacheTest, OnboardingFromHostOrDiskGivesTheLogitsOfRecomputation) {
   std::filesystem::remove(disk_path);
 }
 
+// Requests cancelled while their prefix may be loading from disk, and an engine stopped with
+// loads in flight, leave every block back in the pool and nothing half-done behind.
+TEST_P(TieredCacheTest, CancellingDuringALoadFreesEverything) {
+  const std::string disk_path = std::string(TANDEM_BINARY_DIR) + "/tiered_cancel_test-" +
+                                GetParam() + "-" + std::to_string(getpid());
+  EngineOptions options;
+  options.disk_cache_path = disk_path;
+  options.disk_cache_blocks = 64;
+  options.disk_cache_admit_after_reuses = 0;
+  std::mt19937 rng(kSeed + 6);
+  const std::vector<int32_t> shared = RandomPrompt(rng, 96);
+  const std::vector<int32_t> filler = RandomPrompt(rng, 250);
+  {
+    auto engine = MakeEngine(Model(), Backend(/*num_blocks=*/16), options);
+    RunAll(*engine, {Greedy(shared, 4)});
+    RunAll(*engine, {Greedy(filler, 4)});
+    for (int round = 0; round < 3; ++round) {
+      auto submitted = engine->Submit(Greedy(shared, 8));
+      ASSERT_TRUE(submitted.ok());
+      engine->Cancel(submitted->first);
+      const Completion c = Collect(*submitted->second);
+      EXPECT_TRUE(c.finish_reason == FinishReason::kCancelled ||
+                  c.finish_reason == FinishReason::kLength);
+      EXPECT_TRUE(WaitUntil([&] { return engine->stats().blocks_available == 16; }))
+          << "have " << engine->stats().blocks_available;
+    }
+    // Left loading when the engine stops: its destructor cancels the load.
+    ASSERT_TRUE(engine->Submit(Greedy(shared, 8)).ok());
+  }
+  std::filesystem::remove(disk_path);
+}
+
 // Tier options that cannot work are refused when the engine is made, with a clear error.
 TEST_P(TieredCacheTest, UnusableTierOptionsAreRefused) {
   const auto status_of = [&](const EngineOptions& options) {
