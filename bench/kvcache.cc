@@ -260,10 +260,8 @@ int main(int argc, char** argv) {
       }
       const double write_ms = MedianMs(iters, [&] {
         disk->Clear();
-        for (int b = 0; b < n; ++b) {
-          Check(disk->Put(hashes[static_cast<size_t>(b)], std::nullopt, views[static_cast<size_t>(b)])
-                    .status(),
-                "disk put");
+        for (size_t b = 0; b < static_cast<size_t>(n); ++b) {
+          Check(disk->Put(hashes[b], std::nullopt, views[b]).status(), "disk put");
         }
       });
       const double read_ms = MedianMs(iters, [&] {

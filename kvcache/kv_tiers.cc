@@ -17,8 +17,9 @@
 namespace tandem::kvcache {
 
 // G2's evictions on their way to G3: copied out of the evicted slot at once (the slot is reused
-// right after), then written by a thread of its own, so that the engine never waits for the
-// disk. At most `capacity` blocks wait; an eviction past that is not spilled (counted).
+// right after), then written by a thread of its own, so that the engine does not wait for the
+// disk. At most `capacity` blocks wait: past that, Offer waits for the writer (counted), so a
+// burst larger than the queue slows the engine to the disk's pace rather than losing blocks.
 class KvTiers::Spiller {
  public:
   Spiller(DiskStore* disk, size_t block_bytes, int capacity)
@@ -36,10 +37,10 @@ class KvTiers::Spiller {
   }
 
   void Offer(BlockHash hash, std::optional<BlockHash> parent, std::span<const std::byte> data) {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     if (queue_.size() >= capacity_) {
-      ++dropped_;
-      return;
+      ++waits_;
+      idle_cv_.wait(lock, [&] { return queue_.size() < capacity_; });
     }
     std::vector<std::byte> buffer;
     if (!spare_.empty()) {
@@ -61,9 +62,9 @@ class KvTiers::Spiller {
     std::lock_guard lock(mu_);
     return spilled_;
   }
-  uint64_t dropped() const {
+  uint64_t waits() const {
     std::lock_guard lock(mu_);
-    return dropped_;
+    return waits_;
   }
 
  private:
@@ -87,7 +88,7 @@ class KvTiers::Spiller {
       writing_ = false;
       if (put.ok() && *put == PutResult::kStored) ++spilled_;
       spare_.push_back(std::move(item.data));
-      if (queue_.empty()) idle_cv_.notify_all();
+      idle_cv_.notify_all();  // room in the queue, or empty
     }
   }
 
@@ -101,7 +102,7 @@ class KvTiers::Spiller {
   bool stop_ = false;
   bool writing_ = false;
   uint64_t spilled_ = 0;
-  uint64_t dropped_ = 0;
+  uint64_t waits_ = 0;
   std::thread thread_;
 };
 
@@ -409,7 +410,7 @@ KvTiersStats KvTiers::stats() const {
   KvTiersStats s = counts_;
   if (spiller_ != nullptr) {
     s.spilled = spiller_->spilled();
-    s.spill_dropped = spiller_->dropped();
+    s.spill_waits = spiller_->waits();
   }
   if (host_ != nullptr) {
     s.host = host_->stats();

@@ -52,7 +52,7 @@ struct OffloadBlock {
 };
 
 struct KvTiersOptions {
-  int spill_queue_blocks = 64;  // G2 evictions waiting for their G3 write, at most
+  int spill_queue_blocks = 64;  // blocks waiting for the G3 writer; past that the engine waits
   int host_blocks = 0;  // G2 capacity in blocks; 0: no host tier
   std::string disk_path;  // G3 file; with disk_blocks > 0
   int disk_blocks = 0;    // G3 capacity in blocks; 0: no disk tier
@@ -66,7 +66,7 @@ struct KvTiersStats {
   int disk_blocks = 0, disk_capacity = 0;
   uint64_t offloaded = 0;        // G1 blocks copied to G2
   uint64_t spilled = 0;          // blocks the writer stored on G3 (G2 evictions, or G1 blocks)
-  uint64_t spill_dropped = 0;    // blocks not written: the writer was too far behind
+  uint64_t spill_waits = 0;      // offers that waited for the writer (its queue was full)
   uint64_t onboarded_host = 0;   // G1 blocks loaded from G2
   uint64_t onboarded_disk = 0;   // G1 blocks loaded from G3
 };
@@ -104,11 +104,11 @@ class KvTiers {
 
   // Completed G1 blocks: copied to G2 straight into its memory, in one batch in the background
   // (BlockMover::BeginCopyOut), unless G2 holds them already (then only refreshed); without G2,
-  // copied out at once and written to G3 (when it admits them) by the writer thread. `in_flight`: the G1 blocks whose copies started, which
-  // the caller keeps unwritten (holds a reference to) until Poll or Drain returns them;
-  // `finished`: blocks of earlier copies waited for because G2 had no free slot (the caller
-  // applies in_flight before finished). A block reaches G2 (is found, and is an event) when its
-  // copy is committed.
+  // copied out at once and written to G3 (when it admits them) by the writer thread.
+  // `in_flight`: the G1 blocks whose copies started, which the caller keeps unwritten (holds a
+  // reference to) until Poll or Drain returns them; `finished`: blocks of earlier copies waited
+  // for because G2 had no free slot (the caller applies in_flight before finished). A block
+  // reaches G2 (is found, and is an event) when its copy is committed.
   struct Offloaded {
     std::vector<BlockId> in_flight;
     std::vector<BlockId> finished;
