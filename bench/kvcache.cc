@@ -88,7 +88,7 @@ std::vector<int32_t> RandomTokens(int n, int vocab, uint32_t seed) {
 // pool's (device memory on cuda, another host buffer on cpu), in GB/s.
 class Ceiling {
  public:
-  Ceiling(bool device, size_t bytes) : device_(device), bytes_(bytes) {
+  Ceiling(bool device, size_t bytes) : device_(device) {
 #if TANDEM_BENCH_CUDA
     if (device_) {
       if (cudaMalloc(&pool_, bytes) != cudaSuccess) Check(InternalError("cudaMalloc"), "ceiling");
@@ -126,7 +126,6 @@ class Ceiling {
 
  private:
   bool device_;
-  size_t bytes_;
   void* pool_ = nullptr;
 };
 

@@ -114,7 +114,11 @@ StatusOr<PutResult> HostStore::Put(BlockHash hash, std::optional<BlockHash> pare
     return InvalidArgumentError("host kv tier: block of " + std::to_string(data.size()) +
                                 " bytes, expected " + std::to_string(options_.block_bytes));
   }
-  std::byte* slot = BeginPut(hash);
+  bool full = false;
+  std::byte* slot = BeginPut(hash, &full);
+  if (full) {
+    return ResourceExhaustedError("host kv tier: every slot is being written by a put in flight");
+  }
   if (slot == nullptr) return PutResult::kPresent;
   std::memcpy(slot, data.data(), data.size());
   CommitPut(hash, parent);

@@ -45,6 +45,7 @@ class HostStore final : public SlotStore {
   KvTier tier() const override { return KvTier::kHost; }
   size_t block_bytes() const override { return options_.block_bytes; }
   int capacity() const override { return options_.capacity_blocks; }
+  // Put: ResourceExhausted when every slot is taken by in-place puts not yet committed.
   StatusOr<PutResult> Put(BlockHash hash, std::optional<BlockHash> parent,
                           std::span<const std::byte> data) override;
   Status Get(BlockHash hash, std::span<std::byte> out) override;

@@ -52,6 +52,14 @@ class KvTiers::Spiller {
     cv_.notify_all();
   }
 
+  // Whether `hash` is queued or being written (on its way to G3).
+  bool Holds(BlockHash hash) const {
+    std::lock_guard lock(mu_);
+    if (writing_ && writing_hash_ == hash) return true;
+    return std::any_of(queue_.begin(), queue_.end(),
+                       [&](const Item& item) { return item.hash == hash; });
+  }
+
   // Until every queued block is written.
   void Flush() {
     std::unique_lock lock(mu_);
@@ -82,6 +90,7 @@ class KvTiers::Spiller {
       Item item = std::move(queue_.front());
       queue_.pop_front();
       writing_ = true;
+      writing_hash_ = item.hash;
       lock.unlock();
       auto put = disk_->Put(item.hash, item.parent, {item.data.data(), block_bytes_});
       lock.lock();
@@ -101,13 +110,15 @@ class KvTiers::Spiller {
   std::vector<std::vector<std::byte>> spare_;  // written items' buffers, reused
   bool stop_ = false;
   bool writing_ = false;
+  BlockHash writing_hash_ = 0;
   uint64_t spilled_ = 0;
   uint64_t waits_ = 0;
   std::thread thread_;
 };
 
 // G3 reads for onboarding on a thread of their own: each load's blocks read in one batch
-// (io_uring) into the load's buffer while the engine goes on.
+// (io_uring) into the load's buffer while the engine goes on, after the writer has written what
+// was queued (a block may still be on its way to G3 when its load starts).
 class KvTiers::Loader {
  public:
   struct Load {
@@ -117,7 +128,8 @@ class KvTiers::Loader {
     bool done = false;
   };
 
-  Loader(DiskStore* disk, size_t block_bytes) : disk_(disk), block_bytes_(block_bytes) {
+  Loader(DiskStore* disk, Spiller* spiller, size_t block_bytes)
+      : disk_(disk), spiller_(spiller), block_bytes_(block_bytes) {
     thread_ = std::thread([this] { Run(); });
   }
 
@@ -175,6 +187,7 @@ class KvTiers::Loader {
       std::shared_ptr<Load> load = queue_.front();
       queue_.pop_front();
       lock.unlock();
+      spiller_->Flush();
       load->data.resize(load->hashes.size() * block_bytes_);
       std::vector<std::span<std::byte>> outs;
       for (size_t i = 0; i < load->hashes.size(); ++i) {
@@ -189,6 +202,7 @@ class KvTiers::Loader {
   }
 
   DiskStore* const disk_;
+  Spiller* const spiller_;
   const size_t block_bytes_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_, done_cv_;
@@ -230,7 +244,8 @@ StatusOr<std::unique_ptr<KvTiers>> KvTiers::Create(const KvTiersOptions& options
                                                 std::max(1, options.spill_queue_blocks));
   }
   if (tiers->disk_ != nullptr) {
-    tiers->loader_ = std::make_unique<Loader>(tiers->disk_.get(), block_bytes);
+    tiers->loader_ =
+        std::make_unique<Loader>(tiers->disk_.get(), tiers->spiller_.get(), block_bytes);
   }
   if (tiers->host_ != nullptr && tiers->spiller_ != nullptr) {
     Spiller* spiller = tiers->spiller_.get();
@@ -242,11 +257,11 @@ StatusOr<std::unique_ptr<KvTiers>> KvTiers::Create(const KvTiersOptions& options
   return tiers;
 }
 
-int KvTiers::CountPrefix(std::span<const BlockHash> hashes) {
-  if (spiller_ != nullptr) spiller_->Flush();
+int KvTiers::CountPrefix(std::span<const BlockHash> hashes) const {
   int n = 0;
   for (BlockHash h : hashes) {
     const bool held = (host_ != nullptr && host_->Contains(h)) ||
+                      (spiller_ != nullptr && spiller_->Holds(h)) ||
                       (disk_ != nullptr && disk_->Contains(h));
     if (!held) break;
     ++n;

@@ -81,9 +81,9 @@ class KvTiers {
                                                    const Clock* clock = nullptr,
                                                    KvEventSink* events = nullptr);
 
-  // How many leading hashes of the chain are held on G2 or G3 (each block on either); first waits
-  // for G2's evictions still on their way to G3.
-  int CountPrefix(std::span<const BlockHash> hashes);
+  // How many leading hashes of the chain are held on G2 or G3 (each block on either, or on its
+  // way to G3).
+  int CountPrefix(std::span<const BlockHash> hashes) const;
 
   // Onboarding, in two halves so that the disk reads overlap the engine's steps. BeginLoad
   // takes the longest prefix of `hashes` the tiers hold (CountPrefix) and has a loader thread

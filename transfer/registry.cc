@@ -1,5 +1,6 @@
 // The backend registry, and what every transfer shares.
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -29,7 +30,14 @@ Registry& TheRegistry() {
 }  // namespace
 
 Status Transfer::Wait() {
-  while (Poll() == TransferState::kPending) std::this_thread::yield();
+  // Yield a few times (short transfers), then sleep in short steps rather than spin a core.
+  for (int polls = 0; Poll() == TransferState::kPending; ++polls) {
+    if (polls < 64) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
   return status();
 }
 
