@@ -11,6 +11,7 @@ packages=(
   libpcre2-dev libutf8proc-dev libsentencepiece-dev python3-jinja2
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev libboost-dev libsystemd-dev liburing-dev curl
+  libucx-dev ucx-utils valgrind
 )
 
 missing=()

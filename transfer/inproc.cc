@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -23,6 +24,7 @@ constexpr uint64_t kChunk = 4 << 20;
 // it exclusively, so it waits for the chunk in flight and no later one starts.
 struct Live {
   MemoryRegion region;
+  std::unique_ptr<std::byte[]> owned;  // memory the backend allocated for the region
   std::shared_mutex mu;
   bool alive = true;
 };
@@ -193,11 +195,13 @@ class InprocBackend final : public Backend {
     if (region.kind != MemoryKind::kHost) {
       return UnimplementedError("inproc: only host memory");
     }
-    if (region.base == nullptr || region.bytes == 0) {
-      return InvalidArgumentError("inproc: an empty region");
-    }
+    if (region.bytes == 0) return InvalidArgumentError("inproc: an empty region");
     auto live = std::make_shared<Live>();
     live->region = region;
+    if (region.base == nullptr) {
+      live->owned = std::make_unique_for_overwrite<std::byte[]>(region.bytes);
+      live->region.base = live->owned.get();
+    }
     Table& t = TheTable();
     std::lock_guard lock(t.mu);
     const uint64_t id = t.next_id++;

@@ -7,6 +7,9 @@
 
 #include "tandem/transfer.h"
 #include "transfer/inproc.h"
+#ifdef TANDEM_HAVE_UCX
+#include "transfer/ucx.h"
+#endif
 
 namespace tandem::transfer {
 namespace {
@@ -22,6 +25,9 @@ Registry& TheRegistry() {
     r->factories["inproc"] = [](const BackendOptions& options) {
       return MakeInprocBackend(options);
     };
+#ifdef TANDEM_HAVE_UCX
+    r->factories["ucx"] = [](const BackendOptions& options) { return MakeUcxBackend(options); };
+#endif
     return r;
   }();
   return *registry;
@@ -30,9 +36,11 @@ Registry& TheRegistry() {
 }  // namespace
 
 Status Transfer::Wait() {
-  // Yield a few times (short transfers), then sleep in short steps rather than spin a core.
-  for (int polls = 0; Poll() == TransferState::kPending; ++polls) {
-    if (polls < 64) {
+  // Yield for the first millisecond (a 2 MiB block takes ~50 µs; a sleep would double it), then
+  // sleep in short steps rather than spin a core.
+  const auto start = std::chrono::steady_clock::now();
+  while (Poll() == TransferState::kPending) {
+    if (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(1)) {
       std::this_thread::yield();
     } else {
       std::this_thread::sleep_for(std::chrono::microseconds(50));

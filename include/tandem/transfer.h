@@ -97,6 +97,9 @@ class Backend {
   virtual std::string_view name() const = 0;
   virtual Capabilities capabilities() const = 0;
 
+  // Registers `region`. A host region whose base is null asks the backend to allocate `bytes`
+  // of memory its peers reach fastest (ucx: shared memory that peers on this node map and copy
+  // from directly); region() then names it, and dropping the registration frees it.
   virtual StatusOr<std::unique_ptr<Registration>> Register(const MemoryRegion& region) = 0;
   virtual StatusOr<std::unique_ptr<Connection>> Connect(const RemoteDescriptor& peer) = 0;
   // Moves ops[i].bytes between `local` (a registration of this backend) at local_offset and the

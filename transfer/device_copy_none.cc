@@ -1,0 +1,19 @@
+// device_copy.h where tandem is built without CUDA: every call says so.
+#include "transfer/device_copy.h"
+
+namespace tandem::transfer {
+namespace {
+
+Status NoCuda() { return UnimplementedError("tandem was built without CUDA"); }
+
+}  // namespace
+
+int DeviceCount() { return 0; }
+StatusOr<void*> AllocPinned(size_t) { return NoCuda(); }
+void FreePinned(void*) {}
+StatusOr<void*> AllocDevice(int, size_t) { return NoCuda(); }
+void FreeDevice(int, void*) {}
+Status CopySync(void*, const void*, size_t) { return NoCuda(); }
+StatusOr<std::unique_ptr<DeviceCopier>> DeviceCopier::Create(int) { return NoCuda(); }
+
+}  // namespace tandem::transfer
