@@ -1,6 +1,7 @@
 // device_copy.h with the CUDA runtime.
 #include <cuda_runtime.h>
 
+#include <cstring>
 #include <deque>
 #include <string>
 #include <vector>
@@ -34,21 +35,28 @@ class CudaCopier final : public DeviceCopier {
 
   StatusOr<uint64_t> Copy(void* dst, const void* src, size_t bytes) override {
     TANDEM_CUDA_RETURN(cudaSetDevice(device_));
-    cudaEvent_t event;
-    if (free_.empty()) {
-      TANDEM_CUDA_RETURN(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
-    } else {
-      event = free_.back();
-      free_.pop_back();
+    TANDEM_CUDA_RETURN(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_));
+    return Record();
+  }
+
+  StatusOr<uint64_t> CopyBatch(std::span<void* const> dst, std::span<const void* const> src,
+                               std::span<const size_t> bytes) override {
+    if (dst.empty()) return issued_;
+    TANDEM_CUDA_RETURN(cudaSetDevice(device_));
+    cudaMemcpyAttributes attr{};
+    attr.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
+    attr.srcLocHint = {cudaMemLocationTypeDevice, device_};
+    attr.dstLocHint = {cudaMemLocationTypeDevice, device_};
+    size_t first = 0;
+    if (cudaMemcpyBatchAsync(dst.data(), src.data(), bytes.data(), dst.size(), &attr, &first, 1,
+                             stream_) != cudaSuccess) {
+      cudaGetLastError();  // the driver refused the batch: one copy at a time
+      for (size_t i = 0; i + 1 < dst.size(); ++i) {
+        TANDEM_CUDA_RETURN(cudaMemcpyAsync(dst[i], src[i], bytes[i], cudaMemcpyDefault, stream_));
+      }
+      return Copy(dst.back(), src.back(), bytes.back());
     }
-    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_);
-    if (e == cudaSuccess) e = cudaEventRecord(event, stream_);
-    if (e != cudaSuccess) {
-      free_.push_back(event);
-      return CudaError("cudaMemcpyAsync", e);
-    }
-    pending_.emplace_back(++issued_, event);
-    return issued_;
+    return Record();
   }
 
   StatusOr<bool> Done(uint64_t ticket) override {
@@ -63,6 +71,23 @@ class CudaCopier final : public DeviceCopier {
   }
 
  private:
+  // An event after the copies issued so far: their ticket.
+  StatusOr<uint64_t> Record() {
+    cudaEvent_t event;
+    if (free_.empty()) {
+      TANDEM_CUDA_RETURN(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+    } else {
+      event = free_.back();
+      free_.pop_back();
+    }
+    if (cudaError_t e = cudaEventRecord(event, stream_); e != cudaSuccess) {
+      free_.push_back(event);
+      return CudaError("cudaEventRecord", e);
+    }
+    pending_.emplace_back(++issued_, event);
+    return issued_;
+  }
+
   const int device_;
   const cudaStream_t stream_;
   uint64_t issued_ = 0;
@@ -87,6 +112,13 @@ void FreePinned(void* p) {
   if (p != nullptr) cudaFreeHost(p);
 }
 
+Status PinHost(void* p, size_t bytes) {
+  TANDEM_CUDA_RETURN(cudaHostRegister(p, bytes, cudaHostRegisterPortable));
+  return OkStatus();
+}
+
+void UnpinHost(void* p) { cudaHostUnregister(p); }
+
 StatusOr<void*> AllocDevice(int device, size_t bytes) {
   TANDEM_CUDA_RETURN(cudaSetDevice(device));
   void* p = nullptr;
@@ -102,7 +134,53 @@ void FreeDevice(int device, void* p) {
 
 Status CopySync(void* dst, const void* src, size_t bytes) {
   TANDEM_CUDA_RETURN(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+  TANDEM_CUDA_RETURN(cudaDeviceSynchronize());  // device to device returns before it is done
   return OkStatus();
+}
+
+StatusOr<IpcExport> ExportIpc(void* ptr, int device) {
+  TANDEM_CUDA_RETURN(cudaSetDevice(device));
+  // The handle names the whole allocation; the offset of `ptr` in it comes from the driver,
+  // reached through the runtime so that nothing links libcuda (absent where there is no GPU).
+  using GetRange = int (*)(unsigned long long*, size_t*, unsigned long long);
+  void* fn = nullptr;
+  cudaDriverEntryPointQueryResult found;
+  TANDEM_CUDA_RETURN(cudaGetDriverEntryPointByVersion("cuMemGetAddressRange", &fn, 12000,
+                                                      cudaEnableDefault, &found));
+  if (fn == nullptr || found != cudaDriverEntryPointSuccess) {
+    return UnavailableError("cuda_ipc: cuMemGetAddressRange is not available");
+  }
+  unsigned long long base = 0;
+  size_t size = 0;
+  if (reinterpret_cast<GetRange>(fn)(&base, &size, reinterpret_cast<unsigned long long>(ptr)) !=
+      0) {
+    return InvalidArgumentError("cuda_ipc: not device memory of this process");
+  }
+  cudaIpcMemHandle_t handle;
+  TANDEM_CUDA_RETURN(cudaIpcGetMemHandle(&handle, reinterpret_cast<void*>(base)));
+  char bus[32] = {};
+  TANDEM_CUDA_RETURN(cudaDeviceGetPCIBusId(bus, sizeof bus, device));
+  return IpcExport{std::string(reinterpret_cast<const char*>(&handle), sizeof handle),
+                   reinterpret_cast<unsigned long long>(ptr) - base, bus};
+}
+
+StatusOr<std::pair<void*, int>> OpenIpc(const IpcExport& exported) {
+  cudaIpcMemHandle_t handle;
+  if (exported.handle.size() != sizeof handle) {
+    return InvalidArgumentError("cuda_ipc: a malformed IPC handle");
+  }
+  std::memcpy(&handle, exported.handle.data(), sizeof handle);
+  int device = -1;
+  TANDEM_CUDA_RETURN(cudaDeviceGetByPCIBusId(&device, exported.pci_bus_id.c_str()));
+  TANDEM_CUDA_RETURN(cudaSetDevice(device));
+  void* base = nullptr;
+  TANDEM_CUDA_RETURN(cudaIpcOpenMemHandle(&base, handle, cudaIpcMemLazyEnablePeerAccess));
+  return std::pair<void*, int>(static_cast<char*>(base) + exported.offset, device);
+}
+
+void CloseIpc(void* ptr, uint64_t offset, int device) {
+  cudaSetDevice(device);
+  cudaIpcCloseMemHandle(static_cast<char*>(ptr) - offset);
 }
 
 StatusOr<std::unique_ptr<DeviceCopier>> DeviceCopier::Create(int device) {

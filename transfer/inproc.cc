@@ -3,17 +3,19 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <memory>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include "transfer/ops.h"
 
 namespace tandem::transfer {
 namespace {
@@ -238,17 +240,8 @@ class InprocBackend final : public Backend {
     if (reg == nullptr || conn == nullptr) {
       return InvalidArgumentError("inproc: a registration or connection of another backend");
     }
-    const auto inside = [](uint64_t offset, uint64_t bytes, uint64_t size) {
-      return offset <= size && bytes <= size - offset;  // no overflow
-    };
-    for (const TransferOp& op : ops) {
-      if (!inside(op.local_offset, op.bytes, reg->region().bytes) ||
-          !inside(op.remote_offset, op.bytes, conn->remote_bytes())) {
-        return InvalidArgumentError("inproc: an op outside its region (local " +
-                                    std::to_string(op.local_offset) + ", remote " +
-                                    std::to_string(op.remote_offset) + ", " +
-                                    std::to_string(op.bytes) + " bytes)");
-      }
+    if (Status s = CheckOps("inproc", ops, reg->region().bytes, conn->remote_bytes()); !s.ok()) {
+      return s;
     }
     auto job = std::make_shared<Job>();
     job->local = reg->live();

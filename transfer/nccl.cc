@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "common/status_macros.h"
+#include "transfer/ops.h"
 #include "transfer/wire.h"
 
 namespace tandem::transfer {
@@ -44,6 +45,7 @@ constexpr auto kSetupTimeout = std::chrono::seconds(30);
 // The registering side gives up on a group this long after the poster's deadline. By then the
 // poster has aborted its side; this covers a poster that vanished without closing the connection.
 constexpr auto kServingGrace = std::chrono::seconds(1);
+constexpr int64_t kLongestTimeoutMs = 24 * 3600 * 1000;  // keeps a peer's "no deadline" in range
 constexpr uint64_t kMaxOps = uint64_t{1} << 21;
 constexpr uint32_t kMaxFrame = 24 * kMaxOps + 64;  // a request of kMaxOps ops
 // A transfer goes to NCCL in groups of at most this many ops, one group in flight per connection
@@ -390,7 +392,7 @@ struct Channel {
   MemoryRegion memory;
   std::deque<Group> waiting;  // not yet issued
   std::deque<Group> issued;   // in stream order
-  bool enqueuing = false;     // issued.back()'s ncclGroupEnd is still in progress
+  bool enqueuing = false;     // the latest chunk's ncclGroupEnd is still in progress
   uint64_t next_seq = 1;
   bool broken = false;
 };
@@ -575,7 +577,7 @@ StatusOr<Engine::Connected> Engine::Connect(const Described& peer) {
   uint64_t seq = 0, remote_bytes = 0;
   uint32_t code = 0;
   std::string message;
-  ncclUniqueId id;
+  ncclUniqueId id{};
   if (r.Get(type) && type == kDone && r.Get(seq) && r.Get(code) && r.GetBytes(message) &&
       code != 0) {
     return PeerStatus(code, message);
@@ -838,7 +840,7 @@ Status Engine::OnRequest(Channel& ch, wire::Reader& r) {
     // refused, and since its half is issued already, the connection with it.
     if (poster.remote_offset > ch.memory.bytes ||
         poster.bytes > ch.memory.bytes - poster.remote_offset || poster.bytes == 0) {
-      return InvalidArgumentError("nccl: a request with an op outside the region");
+      return InvalidArgumentError("nccl: a request with an empty op or one outside the region");
     }
     g.ops.push_back({.local_offset = poster.remote_offset,
                      .remote_offset = poster.local_offset,
@@ -848,7 +850,9 @@ Status Engine::OnRequest(Channel& ch, wire::Reader& r) {
   g.region = ch.region;
   g.base = static_cast<std::byte*>(ch.memory.base);
   g.sends = poster_sends == 0;
-  g.deadline = Clock::now() + std::chrono::milliseconds(timeout_ms) + kServingGrace;
+  g.deadline = Clock::now() +
+               std::chrono::milliseconds(std::clamp<int64_t>(timeout_ms, 0, kLongestTimeoutMs)) +
+               kServingGrace;
   g.peer_done = true;
   ch.waiting.push_back(std::move(g));
   return OkStatus();
@@ -888,7 +892,7 @@ Status Engine::StartInit(Channel& ch, const ncclUniqueId& id, int rank) {
   return OkStatus();
 }
 
-// Moves a channel on: set-up, enqueued groups, new groups, finished groups, deadlines.
+// Moves a channel on: set-up, an enqueued chunk, finished groups, deadlines, the next chunk.
 Status Engine::Pump(Channel& ch) {
   const auto now = Clock::now();
   if (ch.phase == Channel::Phase::kHello) {
@@ -1173,17 +1177,8 @@ class NcclBackend final : public Backend {
       return InvalidArgumentError("nccl: " + std::to_string(ops.size()) + " ops in one transfer; " +
                                   std::to_string(kMaxOps) + " at most");
     }
-    const auto inside = [](uint64_t offset, uint64_t bytes, uint64_t size) {
-      return offset <= size && bytes <= size - offset;  // no overflow
-    };
-    for (const TransferOp& op : ops) {
-      if (!inside(op.local_offset, op.bytes, reg->region().bytes) ||
-          !inside(op.remote_offset, op.bytes, conn->remote_bytes())) {
-        return InvalidArgumentError("nccl: an op outside its region (local " +
-                                    std::to_string(op.local_offset) + ", remote " +
-                                    std::to_string(op.remote_offset) + ", " +
-                                    std::to_string(op.bytes) + " bytes)");
-      }
+    if (Status s = CheckOps("nccl", ops, reg->region().bytes, conn->remote_bytes()); !s.ok()) {
+      return s;
     }
     Group g;
     g.job = std::make_shared<Job>();

@@ -7,8 +7,15 @@
 
 #include "tandem/transfer.h"
 #include "transfer/inproc.h"
+#include "transfer/ops.h"
 #ifdef TANDEM_HAVE_UCX
 #include "transfer/ucx.h"
+#endif
+#ifdef TANDEM_HAVE_CUDA
+#include "transfer/cuda_ipc.h"
+#endif
+#ifdef TANDEM_HAVE_NCCL
+#include "transfer/nccl.h"
 #endif
 
 namespace tandem::transfer {
@@ -25,6 +32,14 @@ Registry& TheRegistry() {
     r->factories["inproc"] = [](const BackendOptions& options) {
       return MakeInprocBackend(options);
     };
+#ifdef TANDEM_HAVE_CUDA
+    r->factories["cuda_ipc"] = [](const BackendOptions& options) {
+      return MakeCudaIpcBackend(options);
+    };
+#endif
+#ifdef TANDEM_HAVE_NCCL
+    r->factories["nccl"] = [](const BackendOptions& options) { return MakeNcclBackend(options); };
+#endif
 #ifdef TANDEM_HAVE_UCX
     r->factories["ucx"] = [](const BackendOptions& options) { return MakeUcxBackend(options); };
 #endif
@@ -47,6 +62,23 @@ Status Transfer::Wait() {
     }
   }
   return status();
+}
+
+Status CheckOps(std::string_view backend, std::span<const TransferOp> ops, uint64_t local_bytes,
+                uint64_t remote_bytes) {
+  const auto inside = [](uint64_t offset, uint64_t bytes, uint64_t size) {
+    return offset <= size && bytes <= size - offset;  // no overflow
+  };
+  for (const TransferOp& op : ops) {
+    if (!inside(op.local_offset, op.bytes, local_bytes) ||
+        !inside(op.remote_offset, op.bytes, remote_bytes)) {
+      return InvalidArgumentError(std::string(backend) + ": an op outside its region (local " +
+                                  std::to_string(op.local_offset) + ", remote " +
+                                  std::to_string(op.remote_offset) + ", " +
+                                  std::to_string(op.bytes) + " bytes)");
+    }
+  }
+  return OkStatus();
 }
 
 void RegisterBackend(std::string name, BackendFactory factory) {

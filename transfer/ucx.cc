@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "transfer/device_copy.h"
+#include "transfer/ops.h"
 #include "transfer/wire.h"
 
 namespace tandem::transfer {
@@ -289,17 +290,8 @@ class UcxBackend final : public Backend {
     if (reg == nullptr || conn == nullptr) {
       return InvalidArgumentError("ucx: a registration or connection of another backend");
     }
-    const auto inside = [](uint64_t offset, uint64_t bytes, uint64_t size) {
-      return offset <= size && bytes <= size - offset;
-    };
-    for (const TransferOp& op : ops) {
-      if (!inside(op.local_offset, op.bytes, reg->region().bytes) ||
-          !inside(op.remote_offset, op.bytes, conn->remote_bytes())) {
-        return InvalidArgumentError("ucx: an op outside its region (local " +
-                                    std::to_string(op.local_offset) + ", remote " +
-                                    std::to_string(op.remote_offset) + ", " +
-                                    std::to_string(op.bytes) + " bytes)");
-      }
+    if (Status s = CheckOps("ucx", ops, reg->region().bytes, conn->remote_bytes()); !s.ok()) {
+      return s;
     }
     auto job = std::make_shared<Job>();
     job->local = reg->state();
@@ -440,8 +432,8 @@ class UcxBackend final : public Backend {
       const auto until = Clock::now() + std::chrono::seconds(2);
       while (closing_ > 0 && Clock::now() < until) ucp_worker_progress(worker_);
       for (Slots* pool : {&request_slots_, &serve_slots_}) {
+        if (pool->base != nullptr) UnpinHost(pool->base);
         if (pool->memh != nullptr) ucp_mem_unmap(context_, pool->memh);
-        FreePinned(pool->base);
       }
       ucp_worker_destroy(worker_);
     }
@@ -699,10 +691,11 @@ class UcxBackend final : public Backend {
   void Advance(Job& job) {
     if (job.finished) return;
     Peer* peer = job.conn->peer;
+    const bool late = Clock::now() > job.deadline;
     if (job.failure.ok()) {
       if (job.cancel.load(std::memory_order_relaxed)) {
         job.failure = CancelledError("transfer cancelled");
-      } else if (Clock::now() > job.deadline) {
+      } else if (late) {
         job.failure = DeadlineExceededError("ucx: transfer past its deadline");
       } else if (!peer->error.ok()) {
         job.failure = peer->error;
@@ -712,7 +705,7 @@ class UcxBackend final : public Backend {
         job.failure = UnavailableError("ucx: the peer's region is gone");
       }
     }
-    if (job.in_flight > 0 && Clock::now() > job.deadline) {
+    if (job.in_flight > 0 && late) {
       // Requests still out at the deadline: the peer is slow or gone; stop waiting for it.
       FailPeer(peer, UnavailableError("ucx: endpoint closed: a transfer on it missed its "
                                       "deadline"));
@@ -813,20 +806,30 @@ class UcxBackend final : public Backend {
     std::byte* at(int slot) const { return static_cast<std::byte*>(base) + slot * kStageChunk; }
   };
 
+  // Staging slots: shared memory UCX allocates (peers on this node may map it), pinned for CUDA.
   Status EnsureSlots() {
     for (Slots* pool : {&request_slots_, &serve_slots_}) {
       if (pool->base != nullptr) continue;
-      auto base = AllocPinned(kStageSlots * kStageChunk);
-      if (!base.ok()) return base.status().WithContext("ucx: staging buffers");
       ucp_mem_map_params_t mp{};
-      mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
-      mp.address = *base;
+      mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
+                      UCP_MEM_MAP_PARAM_FIELD_FLAGS;
+      mp.address = nullptr;
       mp.length = kStageSlots * kStageChunk;
+      mp.flags = UCP_MEM_MAP_ALLOCATE;
       if (ucs_status_t s = ucp_mem_map(context_, &mp, &pool->memh); s != UCS_OK) {
-        FreePinned(*base);
         return UcsError("ucp_mem_map (staging)", s);
       }
-      pool->base = *base;
+      ucp_mem_attr_t attr{};
+      attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS;
+      ucs_status_t queried = ucp_mem_query(pool->memh, &attr);
+      Status pinned = queried == UCS_OK ? PinHost(attr.address, kStageSlots * kStageChunk)
+                                        : UcsError("ucp_mem_query", queried);
+      if (!pinned.ok()) {
+        ucp_mem_unmap(context_, pool->memh);
+        pool->memh = nullptr;
+        return pinned.WithContext("ucx: staging buffers");
+      }
+      pool->base = attr.address;
       for (int i = kStageSlots - 1; i >= 0; --i) pool->free.push_back(i);
     }
     return OkStatus();
