@@ -369,7 +369,7 @@ class CudaIpcBackend final : public Backend {
         src.push_back(read ? remote + op.remote_offset : local + op.local_offset);
         bytes.push_back(op.bytes);
       }
-      StatusOr<uint64_t> t = copier->CopyBatch(dst, src, bytes);
+      StatusOr<uint64_t> t = copier->Gather(dst, src, bytes);
       if (!t.ok()) {
         job.failure = t.status();
       } else if (!dst.empty()) {

@@ -57,6 +57,12 @@ class DeviceCopier {
   // per block.
   virtual StatusOr<uint64_t> CopyBatch(std::span<void* const> dst, std::span<const void* const> src,
                                        std::span<const size_t> bytes) = 0;
+  // Device-to-device copies (CUDA IPC mappings included) in one kernel launch when every pointer
+  // and size is a multiple of 16 bytes and there are at most kGatherOps of them; CopyBatch
+  // otherwise.
+  static constexpr size_t kGatherOps = 256;
+  virtual StatusOr<uint64_t> Gather(std::span<void* const> dst, std::span<const void* const> src,
+                                    std::span<const size_t> bytes) = 0;
   virtual StatusOr<bool> Done(uint64_t ticket) = 0;
 };
 

@@ -1,12 +1,14 @@
 // device_copy.h with the CUDA runtime.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <string>
 #include <vector>
 
 #include "transfer/device_copy.h"
+#include "transfer/gather_copy.h"
 
 namespace tandem::transfer {
 namespace {
@@ -31,6 +33,7 @@ class CudaCopier final : public DeviceCopier {
     for (auto& [ticket, event] : pending_) cudaEventDestroy(event);
     for (cudaEvent_t e : free_) cudaEventDestroy(e);
     cudaStreamDestroy(stream_);
+    if (ring_ != nullptr) cudaFreeHost(ring_);
   }
 
   StatusOr<uint64_t> Copy(void* dst, const void* src, size_t bytes) override {
@@ -57,6 +60,42 @@ class CudaCopier final : public DeviceCopier {
       return Copy(dst.back(), src.back(), bytes.back());
     }
     return Record();
+  }
+
+  StatusOr<uint64_t> Gather(std::span<void* const> dst, std::span<const void* const> src,
+                            std::span<const size_t> bytes) override {
+    const auto aligned = [](uint64_t v) { return v % 16 == 0; };
+    bool gather = !dst.empty() && dst.size() <= kGatherOps;
+    uint64_t largest = 0;
+    for (size_t i = 0; gather && i < dst.size(); ++i) {
+      gather = aligned(reinterpret_cast<uint64_t>(dst[i])) &&
+               aligned(reinterpret_cast<uint64_t>(src[i])) && aligned(bytes[i]);
+      largest = std::max<uint64_t>(largest, bytes[i]);
+    }
+    if (gather && ring_ == nullptr) {
+      void* p = nullptr;
+      if (cudaHostAlloc(&p, kRing * kGatherOps * sizeof(GatherOp), cudaHostAllocMapped) !=
+          cudaSuccess) {
+        cudaGetLastError();
+        gather = false;
+      } else {
+        ring_ = static_cast<GatherOp*>(p);
+      }
+    }
+    // The slot's op list must be done with: its last kernel finished.
+    if (gather) {
+      StatusOr<bool> free = Done(ring_tickets_[next_slot_]);
+      gather = free.ok() && *free;
+    }
+    if (!gather) return CopyBatch(dst, src, bytes);
+    TANDEM_CUDA_RETURN(cudaSetDevice(device_));
+    GatherOp* ops = ring_ + next_slot_ * kGatherOps;
+    for (size_t i = 0; i < dst.size(); ++i) ops[i] = {src[i], dst[i], bytes[i]};
+    TANDEM_CUDA_RETURN(LaunchGatherCopy(ops, static_cast<int>(dst.size()), largest, stream_));
+    StatusOr<uint64_t> ticket = Record();
+    if (ticket.ok()) ring_tickets_[next_slot_] = *ticket;
+    next_slot_ = (next_slot_ + 1) % kRing;
+    return ticket;
   }
 
   StatusOr<bool> Done(uint64_t ticket) override {
@@ -91,6 +130,11 @@ class CudaCopier final : public DeviceCopier {
   const int device_;
   const cudaStream_t stream_;
   uint64_t issued_ = 0;
+  // Op lists of Gather in mapped pinned memory, each slot reused once its kernel is done.
+  static constexpr size_t kRing = 8;
+  GatherOp* ring_ = nullptr;
+  uint64_t ring_tickets_[kRing] = {};
+  size_t next_slot_ = 0;
   std::deque<std::pair<uint64_t, cudaEvent_t>> pending_;
   std::vector<cudaEvent_t> free_;
 };

@@ -42,21 +42,27 @@ constexpr int kStageWindow = 4;            // staged pieces in flight per transf
 constexpr int kIssueBudget = 256;          // ops one transfer issues per turn of the loop
 constexpr uint32_t kMagic = 0x54554358;    // "TUCX"
 
-// Active messages of the staged path. A requester asks the owner of a staged (device) region to
-// send a piece of it, or sends a piece for the owner to put there; the owner answers each.
+// Active messages of the staged path: the owner of a staged (device) region stages pieces of it
+// in its slots at a requester's request; the bytes cross between slots by one-sided get/put (or,
+// when UCX can map the owner's slots here, by the requester's own device copies).
 enum AmId : uint16_t {
-  kAmReadRequest = 1,  // requester → owner: {token, region, offset, bytes}
-  kAmReadData,         // owner → requester: {token}, the bytes
-  kAmWriteData,        // requester → owner: {token, region, offset}, the bytes
-  kAmWriteAck,         // owner → requester: {token}
-  kAmFail,             // owner → requester: {token}, the error message as data
+  kAmStageOut = 1,  // requester → owner: {token, region, offset, bytes}: stage this piece
+  kAmStaged,        // owner → requester: {token, slot}: it is in that slot
+  kAmSlotRequest,   // requester → owner: {token}: a slot to write a piece into
+  kAmSlotGranted,   // owner → requester: {token, slot}
+  kAmStageIn,       // requester → owner: {token, region, offset, bytes, slot}: put it there
+  kAmWriteAck,      // owner → requester: {token}
+  kAmRelease,       // requester → owner: {slot}: done with it
+  kAmFail,          // owner → requester: {token}, the error message as data
 };
+constexpr auto kHeldSlotTimeout = std::chrono::seconds(30);  // a requester that vanished
 
 struct AmHeader {
   uint64_t token = 0;
   uint64_t region = 0;
   uint64_t offset = 0;
   uint64_t bytes = 0;
+  int64_t slot = -1;
 };
 
 Status UcsError(std::string_view what, ucs_status_t s) {
@@ -80,6 +86,12 @@ struct Peer {
   int pidfd = -1;    // through a pidfd where the kernel (or valgrind) offers one
   Status error;  // once the endpoint failed; the endpoint is then closed
   int uses = 0;  // connections holding it
+  // The peer's staging slots, for staged regions of its: their remote key, and where they are
+  // mapped here when UCX can map them (a peer on this machine).
+  ucp_rkey_h slots_rkey = nullptr;
+  uint64_t slots_base = 0;
+  std::byte* slots_mapped = nullptr;
+  bool slots_pinned = false;
 };
 
 class UcxBackend;
@@ -96,16 +108,17 @@ struct Conn {
 
 // Descriptor fields.
 struct Described {
-  uint64_t instance = 0, id = 0, base = 0, bytes = 0;
+  uint64_t instance = 0, id = 0, base = 0, bytes = 0, slots_base = 0;
   uint32_t pid = 0;
   uint8_t staged = 0;
-  std::string node, address, rkey;
+  std::string node, address, rkey, slots_rkey;  // rkey: the region's; slots: staged regions
 };
 
 std::string Encode(const Described& d) {
   wire::Writer w;
-  w.Put(kMagic).Put(d.instance).Put(d.id).Put(d.base).Put(d.bytes).Put(d.pid).Put(d.staged);
-  w.PutBytes(d.node).PutBytes(d.address).PutBytes(d.rkey);
+  w.Put(kMagic).Put(d.instance).Put(d.id).Put(d.base).Put(d.bytes).Put(d.slots_base);
+  w.Put(d.pid).Put(d.staged);
+  w.PutBytes(d.node).PutBytes(d.address).PutBytes(d.rkey).PutBytes(d.slots_rkey);
   return w.Take();
 }
 
@@ -113,9 +126,10 @@ bool Decode(std::string_view bytes, Described& d) {
   wire::Reader r(bytes);
   uint32_t magic = 0;
   return r.Get(magic) && magic == kMagic && r.Get(d.instance) && r.Get(d.id) && r.Get(d.base) &&
-         r.Get(d.bytes) && r.Get(d.pid) && r.Get(d.staged) && r.GetBytes(d.node) &&
-         r.GetBytes(d.address) && r.GetBytes(d.rkey) && r.done() && !d.address.empty() &&
-         (d.staged != 0) == d.rkey.empty();
+         r.Get(d.bytes) && r.Get(d.slots_base) && r.Get(d.pid) && r.Get(d.staged) &&
+         r.GetBytes(d.node) && r.GetBytes(d.address) && r.GetBytes(d.rkey) &&
+         r.GetBytes(d.slots_rkey) && r.done() && !d.address.empty() &&
+         (d.staged != 0) == d.rkey.empty() && (d.staged != 0) == !d.slots_rkey.empty();
 }
 
 // This machine's identity for as long as it runs: its boot id.
@@ -128,16 +142,27 @@ std::string NodeId() {
 
 struct Job;
 
-// A staged piece a requester has in flight: at most one pinned slot, at most one UCX request.
+// A staged piece a requester has in flight. It waits on one thing at a time — a device copy, a
+// UCX request or the owner's answer — and moves to its next step when that completes.
+enum class Step {
+  kStart,
+  kAskOwner,   // write: ask the owner for a slot
+  kMove,       // the bytes cross (device copy into a mapped slot, or get/put)
+  kTellOwner,  // write: the owner's slot holds the piece; tell it where it goes
+  kRelease,    // read: the owner's slot may go; then a slot of ours may still go to the device
+  kLast,       // read into our slot: slot → device
+  kDone,
+};
+
 struct Piece {
   Job* job = nullptr;
   uint64_t local_offset = 0, remote_offset = 0, bytes = 0;
-  int slot = -1;
-  uint64_t ticket = 0;      // the device copy to wait for, when not 0
-  bool copy_first = false;  // write from device memory: the copy into the slot comes first
-  bool remote_wait = false; // waits on the owner's answer
-  bool request = false;     // a UCX request of it is out
-  AmHeader header;          // stays put while a send of it is out
+  Step step = Step::kStart;
+  int slot = -1;          // a slot of ours
+  int64_t owner_slot = -1;  // a slot of the owner's we hold
+  uint64_t ticket = 0;    // the device copy waited for, when not 0
+  bool request = false;   // a UCX request waited for
+  bool answer = false;    // the owner's answer waited for
 };
 
 struct Job {
@@ -165,20 +190,14 @@ struct Job {
   Status error;
 };
 
-// A staged request the owner serves: a read to send, or written bytes to take in.
+// A staged request the owner serves (kAmStageOut, kAmSlotRequest, kAmStageIn, kAmRelease).
 struct Served {
   uint16_t kind = 0;
   AmHeader header;
   ucp_ep_h reply = nullptr;
-  void* data = nullptr;  // written bytes: the held eager data or the rendezvous descriptor
-  bool rendezvous = false;
   std::shared_ptr<Region> region;
-  int slot = -1;
   uint64_t ticket = 0;
-  bool held = false;     // eager data UCX lets us keep until ucp_am_data_release
-  std::string copied;    // eager data UCX does not let us keep
-  std::string answer;    // an error message being sent
-  int step = 0;  // 0 waits for a slot; 1 copying or receiving; 2 answering; 3 done
+  bool done = false;
 };
 
 class UcxBackend;
@@ -427,8 +446,10 @@ class UcxBackend final : public Backend {
     if (worker_ != nullptr) {
       // Handles outlive nothing: whatever is left is closed by force.
       for (auto& [address, peer] : peers_) {
+        ReleaseSlotsKey(*peer);
         if (peer->ep != nullptr) CloseEndpoint(*peer, /*force=*/true);
       }
+      for (auto& peer : retired_) ReleaseSlotsKey(*peer);
       const auto until = Clock::now() + std::chrono::seconds(2);
       while (closing_ > 0 && Clock::now() < until) ucp_worker_progress(worker_);
       for (Slots* pool : {&request_slots_, &serve_slots_}) {
@@ -502,9 +523,11 @@ class UcxBackend final : public Backend {
     const bool staged = region.kind == MemoryKind::kDevice && !cuda_direct_;
     Described d{.instance = instance_, .id = r->id, .base = 0, .bytes = region.bytes,
                 .pid = static_cast<uint32_t>(getpid()), .staged = staged, .node = node_,
-                .address = address_, .rkey = {}};
+                .address = address_, .rkey = {}, .slots_rkey = {}};
     if (staged) {
       if (Status s = EnsureSlots(); !s.ok()) return s;
+      d.slots_base = reinterpret_cast<uint64_t>(serve_slots_.base);
+      d.slots_rkey = serve_slots_.rkey;
       if (!copiers_.contains(region.device)) {
         auto copier = DeviceCopier::Create(region.device);
         if (!copier.ok()) return copier.status();
@@ -569,6 +592,22 @@ class UcxBackend final : public Backend {
         return UcsError("ucp_ep_rkey_unpack", s);  // conn lets go of the peer here
       }
     }
+    Peer& p = *conn->peer;
+    if (!d.slots_rkey.empty() && p.slots_rkey == nullptr) {
+      if (ucs_status_t s = ucp_ep_rkey_unpack(p.ep, d.slots_rkey.data(), &p.slots_rkey);
+          s != UCS_OK) {
+        return UcsError("ucp_ep_rkey_unpack (staging)", s);
+      }
+      p.slots_base = d.slots_base;
+      void* mapped = nullptr;
+      if (ucp_rkey_ptr(p.slots_rkey, d.slots_base, &mapped) == UCS_OK) {
+        p.slots_mapped = static_cast<std::byte*>(mapped);
+        // Pinned here too, device copies reach the owner's slots at full speed. Our own slots
+        // (a loopback connection) are pinned already.
+        p.slots_pinned = mapped != serve_slots_.base &&
+                         PinHost(mapped, kStageSlots * kStageChunk).ok();
+      }
+    }
     return std::unique_ptr<Connection>(new UcxConnection(this, std::move(conn)));
   }
 
@@ -613,6 +652,7 @@ class UcxBackend final : public Backend {
     if (conn.rkey != nullptr) ucp_rkey_destroy(conn.rkey);
     Peer* peer = conn.peer;
     if (peer != nullptr && --peer->uses == 0) {
+      ReleaseSlotsKey(*peer);
       if (peer->ep != nullptr) CloseEndpoint(*peer, /*force=*/!peer->error.ok());
       ForgetPeer(peer);
     }
@@ -621,6 +661,7 @@ class UcxBackend final : public Backend {
  private:
 
   void ForgetPeer(Peer* peer) {
+    ReleaseSlotsKey(*peer);
     if (peer->pidfd >= 0) close(peer->pidfd);
     peer->pidfd = -1;
     auto it = peers_.find(peer->address);
@@ -629,6 +670,14 @@ class UcxBackend final : public Backend {
       return;
     }
     std::erase_if(retired_, [&](const auto& p) { return p.get() == peer; });
+  }
+
+  void ReleaseSlotsKey(Peer& peer) {
+    if (peer.slots_pinned) UnpinHost(peer.slots_mapped);
+    if (peer.slots_rkey != nullptr) ucp_rkey_destroy(peer.slots_rkey);
+    peer.slots_rkey = nullptr;
+    peer.slots_mapped = nullptr;
+    peer.slots_pinned = false;
   }
 
   static void OnEndpointError(void* arg, ucp_ep_h, ucs_status_t status) {
@@ -802,11 +851,15 @@ class UcxBackend final : public Backend {
   struct Slots {
     void* base = nullptr;
     ucp_mem_h memh = nullptr;
+    std::string rkey;  // packed, for the descriptors of staged regions
     std::vector<int> free;
-    std::byte* at(int slot) const { return static_cast<std::byte*>(base) + slot * kStageChunk; }
+    std::map<int, Clock::time_point> held;  // serving slots a requester holds, since when
+    std::byte* at(int64_t slot) const {
+      return static_cast<std::byte*>(base) + slot * kStageChunk;
+    }
   };
 
-  // Staging slots: shared memory UCX allocates (peers on this node may map it), pinned for CUDA.
+  // Staging slots: shared memory UCX allocates (peers on this node map it), pinned for CUDA.
   Status EnsureSlots() {
     for (Slots* pool : {&request_slots_, &serve_slots_}) {
       if (pool->base != nullptr) continue;
@@ -822,8 +875,15 @@ class UcxBackend final : public Backend {
       ucp_mem_attr_t attr{};
       attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS;
       ucs_status_t queried = ucp_mem_query(pool->memh, &attr);
+      void* packed = nullptr;
+      size_t packed_size = 0;
+      if (queried == UCS_OK) queried = ucp_rkey_pack(context_, pool->memh, &packed, &packed_size);
       Status pinned = queried == UCS_OK ? PinHost(attr.address, kStageSlots * kStageChunk)
                                         : UcsError("ucp_mem_query", queried);
+      if (packed != nullptr) {
+        pool->rkey.assign(static_cast<const char*>(packed), packed_size);
+        ucp_rkey_buffer_release(packed);
+      }
       if (!pinned.ok()) {
         ucp_mem_unmap(context_, pool->memh);
         pool->memh = nullptr;
@@ -844,14 +904,20 @@ class UcxBackend final : public Backend {
     return (copiers_[r.region.device] = std::move(copier).value()).get();
   }
 
-  int pieces_of(const Job& job) const { return job.in_flight; }
+  // A device copy for a piece (or a served request); its ticket, or the error.
+  StatusOr<uint64_t> DeviceCopy(const Region& r, void* dst, const void* src, uint64_t bytes) {
+    DeviceCopier* copier = CopierFor(r);
+    if (copier == nullptr) return UnavailableError("ucx: no CUDA device for staged memory");
+    return copier->Copy(dst, src, bytes);
+  }
 
   void IssueStaged(Job& job) {
     const bool local_device = job.local->memh == nullptr;
-    while (job.op < job.ops.size() && pieces_of(job) < kStageWindow) {
-      // A piece needs a requester slot when local memory is device memory, or when the remote
-      // end is host memory reached by RMA from a slot.
-      const bool needs_slot = local_device;
+    const bool mapped = job.conn->rkey == nullptr && job.conn->peer->slots_mapped != nullptr;
+    while (job.op < job.ops.size() && job.in_flight < kStageWindow) {
+      // A slot of ours holds the piece on its way when our end is device memory, unless the
+      // owner's slots are mapped here and our device copies reach them directly.
+      const bool needs_slot = local_device && !mapped;
       if (needs_slot && request_slots_.free.empty()) return;
       const TransferOp& op = job.ops[job.op];
       const uint64_t n = std::min(kStageChunk, op.bytes - job.at);
@@ -871,61 +937,152 @@ class UcxBackend final : public Backend {
         job.op++;
         job.at = 0;
       }
-      StartPiece(token, piece);
+      Continue(token);
     }
   }
 
   std::byte* LocalBytes(const Piece& p) const {
     return static_cast<std::byte*>(p.job->local->region.base) + p.local_offset;
   }
-  // Where a piece's bytes sit in host memory on this side.
-  std::byte* HostSide(const Piece& p) const {
+  // Where the piece's bytes are in host memory on our side: our slot, or our host region.
+  std::byte* OurHostBytes(const Piece& p) const {
     return p.slot >= 0 ? request_slots_.at(p.slot) : LocalBytes(p);
   }
 
-  void StartPiece(uint64_t token, Piece& p) {
-    Job& job = *p.job;
-    if (job.direction == Direction::kWrite && p.slot >= 0) {
-      // Device → slot first.
-      DeviceCopier* copier = CopierFor(*job.local);
-      StatusOr<uint64_t> t = copier ? copier->Copy(HostSide(p), LocalBytes(p), p.bytes)
-                                    : StatusOr<uint64_t>(UnavailableError("ucx: no CUDA device"));
-      if (!t.ok()) return EndPiece(token, t.status());
-      p.ticket = *t;
-      p.copy_first = true;
-      return;
-    }
-    SendPiece(token, p);
+  // Sends a header-only active message (and an error text); its storage lives until sent.
+  void SendSmall(ucp_ep_h ep, AmId id, const AmHeader& header, std::string text = {}) {
+    if (ep == nullptr) return;
+    struct Outgoing {
+      AmHeader header;
+      std::string text;
+    };
+    auto* out = new Outgoing{header, std::move(text)};
+    auto& param = Param([](void* request, ucs_status_t, void* o) {
+      ucp_request_free(request);
+      delete static_cast<Outgoing*>(o);
+    }, out, UCP_AM_SEND_FLAG_REPLY);
+    ucs_status_ptr_t r = ucp_am_send_nbx(ep, id, &out->header, sizeof out->header,
+                                         out->text.data(), out->text.size(), &param);
+    if (!UCS_PTR_IS_PTR(r)) delete out;  // sent already, or the peer is gone
   }
 
-  // The UCX leg of a piece: its bytes are (for a write) or will be (for a read) in host memory.
-  void SendPiece(uint64_t token, Piece& p) {
+  void Fail(uint64_t token, Status s) {
+    Piece& p = pieces_.at(token);
+    if (!s.ok() && p.job->failure.ok()) p.job->failure = std::move(s);
+  }
+
+  // Runs the piece's next step once nothing of it is outstanding.
+  void Continue(uint64_t token) {
+    auto it = pieces_.find(token);
+    if (it == pieces_.end()) return;
+    Piece& p = it->second;
+    if (p.ticket != 0 || p.request || p.answer) return;
     Job& job = *p.job;
-    ucp_ep_h ep = job.conn->peer->ep;
-    ucs_status_ptr_t r;
-    if (job.conn->rkey != nullptr) {  // the remote end is host memory: one-sided
-      const uint64_t remote = job.conn->remote_base + p.remote_offset;
-      auto& param = Param(&UcxBackend::OnPieceRequest, reinterpret_cast<void*>(token));
-      r = job.direction == Direction::kRead
-              ? ucp_get_nbx(ep, HostSide(p), p.bytes, remote, job.conn->rkey, &param)
-              : ucp_put_nbx(ep, HostSide(p), p.bytes, remote, job.conn->rkey, &param);
-    } else {
-      p.header = {.token = token, .region = job.conn->remote_id, .offset = p.remote_offset,
-                  .bytes = p.bytes};
-      p.remote_wait = true;
-      auto& param = Param(&UcxBackend::OnPieceSent, reinterpret_cast<void*>(token),
-                          UCP_AM_SEND_FLAG_REPLY);
-      r = job.direction == Direction::kRead
-              ? ucp_am_send_nbx(ep, kAmReadRequest, &p.header, sizeof p.header, nullptr, 0, &param)
-              : ucp_am_send_nbx(ep, kAmWriteData, &p.header, sizeof p.header, HostSide(p), p.bytes,
-                                &param);
+    Peer& peer = *job.conn->peer;
+    const bool read = job.direction == Direction::kRead;
+    const bool remote_staged = job.conn->rkey == nullptr;
+    if (!job.failure.ok()) p.step = Step::kDone;
+    switch (p.step) {
+      case Step::kStart:
+        if (read && remote_staged) {
+          p.step = Step::kMove;
+          p.answer = true;
+          return SendSmall(peer.ep, kAmStageOut,
+                           {.token = token, .region = job.conn->remote_id,
+                            .offset = p.remote_offset, .bytes = p.bytes});
+        }
+        p.step = remote_staged ? Step::kAskOwner : Step::kMove;
+        if (!read && p.slot >= 0) {  // device → our slot first
+          StatusOr<uint64_t> t = DeviceCopy(*job.local, OurHostBytes(p), LocalBytes(p), p.bytes);
+          if (!t.ok()) return Fail(token, t.status()), Continue(token);
+          p.ticket = *t;
+          return;
+        }
+        return Continue(token);
+      case Step::kAskOwner:
+        p.step = Step::kMove;
+        p.answer = true;
+        return SendSmall(peer.ep, kAmSlotRequest, {.token = token});
+      case Step::kMove:
+        p.step = !remote_staged ? (read && p.slot >= 0 ? Step::kLast : Step::kDone)
+                 : read         ? Step::kRelease
+                                : Step::kTellOwner;
+        return Move(token, p);
+      case Step::kTellOwner:
+        p.step = Step::kDone;
+        p.answer = true;
+        SendSmall(peer.ep, kAmStageIn,
+                  {.token = token, .region = job.conn->remote_id, .offset = p.remote_offset,
+                   .bytes = p.bytes, .slot = p.owner_slot});
+        p.owner_slot = -1;  // the owner's again
+        return;
+      case Step::kRelease:
+        SendSmall(peer.ep, kAmRelease, {.slot = p.owner_slot});
+        p.owner_slot = -1;
+        p.step = p.slot >= 0 ? Step::kLast : Step::kDone;
+        return Continue(token);
+      case Step::kLast: {
+        p.step = Step::kDone;
+        StatusOr<uint64_t> t = DeviceCopy(*job.local, LocalBytes(p), OurHostBytes(p), p.bytes);
+        if (!t.ok()) return Fail(token, t.status()), Continue(token);
+        p.ticket = *t;
+        return;
+      }
+      case Step::kDone:
+        if (p.owner_slot >= 0) SendSmall(peer.ep, kAmRelease, {.slot = p.owner_slot});
+        if (p.slot >= 0) request_slots_.free.push_back(p.slot);
+        job.in_flight--;
+        pieces_.erase(it);
+        return;
     }
-    if (UCS_PTR_IS_ERR(r)) return EndPiece(token, RequestError(job, UCS_PTR_STATUS(r)));
+  }
+
+  // The bytes cross: between our memory and the owner's slot (mapped here, or by get/put), or
+  // between our slot and a remote host region.
+  void Move(uint64_t token, Piece& p) {
+    Job& job = *p.job;
+    Peer& peer = *job.conn->peer;
+    const bool read = job.direction == Direction::kRead;
+    const bool local_device = job.local->memh == nullptr;
+    if (job.conn->rkey == nullptr && peer.slots_mapped != nullptr) {
+      std::byte* theirs = peer.slots_mapped + p.owner_slot * kStageChunk;
+      if (local_device) {
+        StatusOr<uint64_t> t = read ? DeviceCopy(*job.local, LocalBytes(p), theirs, p.bytes)
+                                    : DeviceCopy(*job.local, theirs, LocalBytes(p), p.bytes);
+        if (!t.ok()) return Fail(token, t.status()), Continue(token);
+        p.ticket = *t;
+        return;
+      }
+      read ? std::memcpy(LocalBytes(p), theirs, p.bytes)
+           : std::memcpy(theirs, LocalBytes(p), p.bytes);
+      return Continue(token);
+    }
+    const bool to_slot = job.conn->rkey == nullptr;
+    const uint64_t remote = to_slot ? peer.slots_base + p.owner_slot * kStageChunk
+                                    : job.conn->remote_base + p.remote_offset;
+    ucp_rkey_h rkey = to_slot ? peer.slots_rkey : job.conn->rkey;
+    ucs_status_ptr_t r;
+    if (!read && to_slot) {
+      // The owner reads the slot once told: the put must be complete there, which the flush
+      // after it says (the put itself is then waited for through the flush).
+      ucp_request_param_t plain{};
+      r = ucp_put_nbx(peer.ep, OurHostBytes(p), p.bytes, remote, rkey, &plain);
+      if (UCS_PTR_IS_PTR(r)) ucp_request_free(r);
+      if (!UCS_PTR_IS_ERR(r)) {
+        r = ucp_ep_flush_nbx(peer.ep,
+                             &Param(&UcxBackend::OnPieceRequest, reinterpret_cast<void*>(token)));
+      }
+    } else {
+      auto& param = Param(&UcxBackend::OnPieceRequest, reinterpret_cast<void*>(token));
+      r = read ? ucp_get_nbx(peer.ep, OurHostBytes(p), p.bytes, remote, rkey, &param)
+               : ucp_put_nbx(peer.ep, OurHostBytes(p), p.bytes, remote, rkey, &param);
+    }
+    if (UCS_PTR_IS_ERR(r)) return Fail(token, RequestError(job, UCS_PTR_STATUS(r))), Continue(token);
     if (r != nullptr) {
       p.request = true;
-    } else if (job.conn->rkey != nullptr) {
-      AfterTransport(token, p);
+      return;
     }
+    Continue(token);
   }
 
   static void OnPieceRequest(void* request, ucs_status_t status, void* user_data) {
@@ -935,57 +1092,8 @@ class UcxBackend final : public Backend {
     auto it = self->pieces_.find(token);
     if (it == self->pieces_.end()) return;
     it->second.request = false;
-    if (status != UCS_OK) return self->EndPiece(token, RequestError(*it->second.job, status));
-    self->AfterTransport(token, it->second);
-  }
-
-  static void OnPieceSent(void* request, ucs_status_t status, void* user_data) {
-    ucp_request_free(request);
-    UcxBackend* self = current_;
-    const uint64_t token = reinterpret_cast<uint64_t>(user_data);
-    auto it = self->pieces_.find(token);
-    if (it == self->pieces_.end()) return;
-    it->second.request = false;
-    if (status != UCS_OK) return self->EndPiece(token, RequestError(*it->second.job, status));
-    self->MaybeEnd(token, it->second);
-  }
-
-  // The bytes crossed: a read into a slot still goes slot → device.
-  void AfterTransport(uint64_t token, Piece& p) {
-    p.remote_wait = false;
-    if (p.job->direction == Direction::kRead && p.slot >= 0) {
-      DeviceCopier* copier = CopierFor(*p.job->local);
-      StatusOr<uint64_t> t = copier ? copier->Copy(LocalBytes(p), HostSide(p), p.bytes)
-                                    : StatusOr<uint64_t>(UnavailableError("ucx: no CUDA device"));
-      if (!t.ok()) return EndPiece(token, t.status());
-      p.ticket = *t;
-      return;
-    }
-    MaybeEnd(token, p);
-  }
-
-  void MaybeEnd(uint64_t token, Piece& p) {
-    if (!p.request && !p.remote_wait && p.ticket == 0) EndPiece(token, OkStatus());
-  }
-
-  void EndPiece(uint64_t token, Status s) {
-    auto it = pieces_.find(token);
-    if (it == pieces_.end()) return;
-    Piece& p = it->second;
-    if (p.request) {  // a UCX request still uses the slot: it ends the piece when it completes
-      if (!s.ok() && p.job->failure.ok()) p.job->failure = std::move(s);
-      p.remote_wait = false;
-      return;
-    }
-    if (p.ticket != 0) {  // likewise a device copy
-      if (!s.ok() && p.job->failure.ok()) p.job->failure = std::move(s);
-      p.remote_wait = false;
-      return;
-    }
-    if (p.slot >= 0) request_slots_.free.push_back(p.slot);
-    if (!s.ok() && p.job->failure.ok()) p.job->failure = std::move(s);
-    p.job->in_flight--;
-    pieces_.erase(it);
+    if (status != UCS_OK) self->Fail(token, RequestError(*it->second.job, status));
+    self->Continue(token);
   }
 
   // The peer failed: whatever waits on it is abandoned, since UCX does not promise to complete
@@ -1002,8 +1110,11 @@ class UcxBackend final : public Backend {
       if (p.job->conn->peer == peer && p.ticket == 0) waiting.push_back(token);
     }
     for (uint64_t token : waiting) {
-      pieces_.at(token).request = false;
-      EndPiece(token, error);
+      Piece& p = pieces_.at(token);
+      p.request = p.answer = false;
+      p.owner_slot = -1;  // nothing to give back to a failed peer
+      Fail(token, error);
+      Continue(token);
     }
   }
 
@@ -1016,34 +1127,30 @@ class UcxBackend final : public Backend {
       if (!done.ok() && p.job->failure.ok()) p.job->failure = done.status();
     }
     for (uint64_t token : ready) {
-      Piece& p = pieces_.at(token);
-      p.ticket = 0;
-      if (p.copy_first && p.job->failure.ok() && !p.remote_wait) {
-        p.copy_first = false;
-        SendPiece(token, p);
-      } else {
-        p.copy_first = false;
-        p.remote_wait = false;
-        MaybeEnd(token, p);
-      }
+      pieces_.at(token).ticket = 0;
+      Continue(token);
     }
-    for (auto& s : served_) {
-      if (s.ticket == 0 || s.region == nullptr) continue;
+    for (Served& s : served_) {
+      if (s.ticket == 0) continue;
       StatusOr<bool> done = CopierFor(*s.region)->Done(s.ticket);
       if (done.ok() && !*done) continue;
       s.ticket = 0;
+      s.done = true;
       if (!done.ok()) {
-        Answer(s, done.status());
-      } else if (s.kind == kAmReadRequest) {
-        SendReadData(s);
+        FreeServeSlot(s.header.slot);
+        SendSmall(s.reply, kAmFail, s.header, done.status().message());
+      } else if (s.kind == kAmStageOut) {
+        SendSmall(s.reply, kAmStaged, s.header);  // the slot stays held until released
       } else {
-        Answer(s, OkStatus());
+        FreeServeSlot(s.header.slot);
+        SendSmall(s.reply, kAmWriteAck, s.header);
       }
+      s.region->users--;
     }
-    std::erase_if(served_, [&](const Served& s) { return s.step == 3; });
+    std::erase_if(served_, [](const Served& s) { return s.done; });
   }
 
-  // ---- active messages: the owner's side and the requester's answers ----
+  // ---- active messages ----
 
   static ucs_status_t OnAm(void* arg, const void* header, size_t header_length, void* data,
                            size_t length, const ucp_am_recv_param_t* param) {
@@ -1052,177 +1159,108 @@ class UcxBackend final : public Backend {
     if (header_length != sizeof(AmHeader)) return UCS_OK;  // not ours
     AmHeader h;
     std::memcpy(&h, header, sizeof h);
-    const bool rendezvous = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
-    if (kind == kAmReadRequest || kind == kAmWriteData) {
+    if (kind == kAmStageOut || kind == kAmSlotRequest || kind == kAmStageIn ||
+        kind == kAmRelease) {
       Served& s = self->served_.emplace_back();
       s.kind = kind;
       s.header = h;
       s.reply = param->reply_ep;
-      if (kind == kAmReadRequest || length != h.bytes) return UCS_OK;
-      // Written bytes wait for a slot: held by UCX where it allows, copied otherwise.
-      s.rendezvous = rendezvous;
-      s.held = !rendezvous && (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_DATA) != 0;
-      if (rendezvous || s.held) {
-        s.data = data;
-        return UCS_INPROGRESS;
-      }
-      s.copied.assign(static_cast<const char*>(data), length);
-      s.data = s.copied.data();
       return UCS_OK;
     }
     auto it = self->pieces_.find(h.token);
-    if (it == self->pieces_.end()) return UCS_OK;  // a piece that already ended
-    Piece& p = it->second;
-    if (kind == kAmFail) {
-      self->EndPiece(h.token, UnavailableError(std::string(static_cast<const char*>(data), length)));
-    } else if (kind == kAmWriteAck) {
-      p.remote_wait = false;
-      self->MaybeEnd(h.token, p);
-    } else if (kind == kAmReadData) {
-      if (length != p.bytes) {
-        self->EndPiece(h.token, InternalError("ucx: a staged read answered with the wrong size"));
-      } else if (rendezvous) {
-        ucp_request_param_t rp{};
-        rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-        rp.cb.recv_am = [](void* request, ucs_status_t status, size_t, void* token) {
-          ucp_request_free(request);
-          UcxBackend* b = current_;
-          auto pit = b->pieces_.find(reinterpret_cast<uint64_t>(token));
-          if (pit == b->pieces_.end()) return;
-          pit->second.request = false;
-          if (status != UCS_OK) return b->EndPiece(pit->first, UcsError("am receive", status));
-          b->AfterTransport(pit->first, pit->second);
-        };
-        rp.user_data = reinterpret_cast<void*>(h.token);
-        ucs_status_ptr_t r =
-            ucp_am_recv_data_nbx(self->worker_, data, self->HostSide(p), length, &rp);
-        if (UCS_PTR_IS_ERR(r)) {
-          self->EndPiece(h.token, UcsError("am receive", UCS_PTR_STATUS(r)));
-        } else if (r != nullptr) {
-          p.request = true;
-        } else {
-          self->AfterTransport(h.token, p);
-        }
-      } else {
-        std::memcpy(self->HostSide(p), data, length);
-        self->AfterTransport(h.token, p);
+    if (it == self->pieces_.end()) {
+      // A piece that ended meanwhile (its transfer failed): give the slot back.
+      if ((kind == kAmStaged || kind == kAmSlotGranted) && param->reply_ep != nullptr) {
+        self->SendSmall(param->reply_ep, kAmRelease, {.slot = h.slot});
       }
+      return UCS_OK;
     }
+    Piece& p = it->second;
+    p.answer = false;
+    if (kind == kAmFail) {
+      self->Fail(h.token,
+                 UnavailableError(std::string(static_cast<const char*>(data), length)));
+    } else if (kind == kAmStaged || kind == kAmSlotGranted) {
+      p.owner_slot = h.slot;
+    }
+    self->Continue(h.token);
     return UCS_OK;
   }
 
-  // Takes queued staged requests as serving slots free up.
+  void FreeServeSlot(int64_t slot) {
+    if (serve_slots_.held.erase(static_cast<int>(slot)) > 0) {
+      serve_slots_.free.push_back(static_cast<int>(slot));
+    }
+  }
+
+  // The owner's side: takes requests in order as slots free up.
   void ServeQueued() {
+    const auto now = Clock::now();
+    for (auto it = serve_slots_.held.begin(); it != serve_slots_.held.end();) {
+      if (now - it->second > kHeldSlotTimeout) {  // its requester vanished without a word
+        serve_slots_.free.push_back(it->first);
+        it = serve_slots_.held.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    bool waiting = false;  // requests for a slot are served in order
     for (Served& s : served_) {
-      if (s.step != 0) continue;
-      auto it = regions_.find(s.header.region);
-      const uint64_t size = it == regions_.end() ? 0 : it->second->region.bytes;
-      if (it == regions_.end() || !it->second->alive || s.header.offset > size ||
-          s.header.bytes > size - s.header.offset || s.header.bytes > kStageChunk) {
-        Answer(s, UnavailableError("ucx: the peer's region is gone or the piece is outside it"));
+      if (s.done || s.ticket != 0) continue;
+      if (s.kind == kAmRelease) {
+        FreeServeSlot(s.header.slot);
+        s.done = true;
         continue;
       }
-      s.region = it->second;
-      auto* target = static_cast<std::byte*>(s.region->region.base) + s.header.offset;
-      DeviceCopier* copier = CopierFor(*s.region);
-      if (copier != nullptr && serve_slots_.free.empty()) return;  // waits its turn, in order
-      if (copier != nullptr) {
-        s.slot = serve_slots_.free.back();
-        serve_slots_.free.pop_back();
+      if (s.kind == kAmStageOut || s.kind == kAmSlotRequest) {
+        // Slots come back through the writes and releases behind it: those go on.
+        waiting |= serve_slots_.free.empty();
+        if (waiting) continue;
       }
-      s.step = 1;
-      s.region->users++;
-      std::byte* host = s.slot >= 0 ? serve_slots_.at(s.slot) : target;
-      if (s.kind == kAmReadRequest) {
-        if (copier == nullptr) {
-          SendReadData(s);
+      std::shared_ptr<Region> region;
+      if (s.kind != kAmSlotRequest) {
+        auto r = regions_.find(s.header.region);
+        const uint64_t size = r == regions_.end() ? 0 : r->second->region.bytes;
+        const bool slot_ok = s.kind != kAmStageIn || serve_slots_.held.contains(
+                                                          static_cast<int>(s.header.slot));
+        if (r == regions_.end() || !r->second->alive || s.header.offset > size ||
+            s.header.bytes > size - s.header.offset || s.header.bytes > kStageChunk ||
+            !slot_ok || CopierFor(*r->second) == nullptr) {
+          if (s.kind == kAmStageIn) FreeServeSlot(s.header.slot);
+          SendSmall(s.reply, kAmFail, s.header,
+                    "ucx: the peer's region is gone or the piece is outside it");
+          s.done = true;
           continue;
         }
-        StatusOr<uint64_t> t = copier->Copy(host, target, s.header.bytes);
-        if (!t.ok()) {
-          Answer(s, t.status());
-        } else {
-          s.ticket = *t;
-        }
+        region = r->second;
+      }
+      if (s.kind != kAmStageIn) {
+        s.header.slot = serve_slots_.free.back();
+        serve_slots_.free.pop_back();
+        serve_slots_.held[static_cast<int>(s.header.slot)] = now;
+      }
+      if (s.kind == kAmSlotRequest) {
+        SendSmall(s.reply, kAmSlotGranted, s.header);
+        s.done = true;
         continue;
       }
-      ReceiveWritten(s, host);
+      auto* target = static_cast<std::byte*>(region->region.base) + s.header.offset;
+      std::byte* slot = serve_slots_.at(s.header.slot);
+      StatusOr<uint64_t> t = s.kind == kAmStageOut
+                                 ? DeviceCopy(*region, slot, target, s.header.bytes)
+                                 : DeviceCopy(*region, target, slot, s.header.bytes);
+      if (!t.ok()) {
+        FreeServeSlot(s.header.slot);
+        SendSmall(s.reply, kAmFail, s.header, t.status().message());
+        s.done = true;
+        continue;
+      }
+      s.region = std::move(region);
+      s.region->users++;
+      s.ticket = *t;
     }
   }
 
-  void ReceiveWritten(Served& s, std::byte* host) {
-    if (!s.rendezvous) {
-      std::memcpy(host, s.data, s.header.bytes);
-      if (s.held) ucp_am_data_release(worker_, s.data);
-      s.data = nullptr;
-      return AfterWritten(s);
-    }
-    ucp_request_param_t rp{};
-    rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    rp.cb.recv_am = [](void* request, ucs_status_t status, size_t, void* served) {
-      ucp_request_free(request);
-      auto* s = static_cast<Served*>(served);
-      if (status != UCS_OK) return current_->Answer(*s, UcsError("am receive", status));
-      current_->AfterWritten(*s);
-    };
-    rp.user_data = &s;
-    ucs_status_ptr_t r = ucp_am_recv_data_nbx(worker_, s.data, host, s.header.bytes, &rp);
-    if (UCS_PTR_IS_ERR(r)) return Answer(s, UcsError("am receive", UCS_PTR_STATUS(r)));
-    if (r == nullptr) AfterWritten(s);
-  }
-
-  void AfterWritten(Served& s) {
-    DeviceCopier* copier = CopierFor(*s.region);
-    if (copier == nullptr) return Answer(s, OkStatus());
-    StatusOr<uint64_t> t = copier->Copy(
-        static_cast<std::byte*>(s.region->region.base) + s.header.offset, serve_slots_.at(s.slot),
-        s.header.bytes);
-    if (!t.ok()) return Answer(s, t.status());
-    s.ticket = *t;
-  }
-
-  void SendReadData(Served& s) {
-    std::byte* host = s.slot >= 0 ? serve_slots_.at(s.slot)
-                                  : static_cast<std::byte*>(s.region->region.base) + s.header.offset;
-    s.step = 2;
-    auto& p = Param(
-        [](void* request, ucs_status_t, void* served) {
-          ucp_request_free(request);
-          current_->Release(*static_cast<Served*>(served));
-        },
-        &s);
-    ucs_status_ptr_t r =
-        ucp_am_send_nbx(s.reply, kAmReadData, &s.header, sizeof s.header, host, s.header.bytes, &p);
-    if (!UCS_PTR_IS_PTR(r)) Release(s);  // sent, or the requester is gone: nothing to do
-  }
-
-  // Answers a write (or any failure) with an acknowledgement or the error, then frees the slot.
-  void Answer(Served& s, const Status& status) {
-    if (s.step == 0 && (s.rendezvous || s.held)) {
-      ucp_am_data_release(worker_, s.data);  // never taken in
-    }
-    s.step = 2;
-    s.answer = status.ok() ? std::string() : status.message();
-    auto& p = Param(
-        [](void* request, ucs_status_t, void* served) {
-          ucp_request_free(request);
-          current_->Release(*static_cast<Served*>(served));
-        },
-        &s);
-    ucs_status_ptr_t r =
-        status.ok() ? ucp_am_send_nbx(s.reply, kAmWriteAck, &s.header, sizeof s.header, nullptr,
-                                      0, &p)
-                    : ucp_am_send_nbx(s.reply, kAmFail, &s.header, sizeof s.header,
-                                      s.answer.data(), s.answer.size(), &p);
-    if (!UCS_PTR_IS_PTR(r)) Release(s);
-  }
-
-  void Release(Served& s) {
-    if (s.slot >= 0) serve_slots_.free.push_back(s.slot);
-    s.slot = -1;
-    if (s.region != nullptr && s.step != 3) s.region->users--;
-    s.step = 3;
-  }
 
   // The backend whose progress thread is running (callbacks of UCX carry one pointer only).
   static thread_local UcxBackend* current_;
@@ -1248,7 +1286,7 @@ class UcxBackend final : public Backend {
   std::unordered_map<uint64_t, Job*> job_ids_;
   std::map<uint64_t, Piece> pieces_;
   uint64_t next_token_ = 1;
-  std::list<Served> served_;  // stable addresses: UCX callbacks point at them
+  std::list<Served> served_;
   Slots request_slots_, serve_slots_;
   std::map<int, std::unique_ptr<DeviceCopier>> copiers_;
   int closing_ = 0;

@@ -3,9 +3,11 @@
 //
 // Host memory moves by one-sided get/put with the remote key carried in the descriptor. Device
 // memory moves the same way when the UCX build handles CUDA memory (asked at run time);
-// otherwise it is staged through pinned host buffers, pipelined in pieces of 4 MiB:
-// device → pinned → UCX → pinned → device, the remote end staging through its own buffers at
-// this backend's request (active messages). So the same code serves both kinds of UCX build.
+// otherwise it is staged through pinned slots in pieces of 4 MiB, pipelined: device → slot →
+// UCX → slot → device, the owner staging pieces of its region in its slots at this backend's
+// request (active messages) and the bytes crossing between the slots one-sided — or by a device
+// copy straight into the owner's slot where UCX maps it here. So the same code serves both kinds
+// of UCX build.
 //
 // One progress thread owns the UCX worker and makes every UCX call: handles hand it commands.
 // A peer that dies fails its endpoint (UCX's peer error handling) and the transfers on it end in
