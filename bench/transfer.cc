@@ -88,8 +88,10 @@ struct Memory {
   void* device = nullptr;
   std::unique_ptr<Registration> registration;
 
-  Memory(Backend& backend, MemoryKind k, bool allocated, size_t n, uint64_t seed)
-      : kind(k), bytes(n) {
+  int device_index;
+
+  Memory(Backend& backend, MemoryKind k, bool allocated, size_t n, uint64_t seed, int dev = 0)
+      : kind(k), bytes(n), device_index(dev) {
     std::vector<std::byte> pattern(n);
     std::mt19937_64 rng(seed);
     for (size_t i = 0; i + 8 <= n; i += 8) {
@@ -97,9 +99,9 @@ struct Memory {
       std::memcpy(pattern.data() + i, &v, 8);
     }
     if (kind == MemoryKind::kDevice) {
-      device = Check(AllocDevice(0, n), "device memory");
+      device = Check(AllocDevice(dev, n), "device memory");
       Check(CopySync(device, pattern.data(), n), "fill device memory");
-      registration = Check(backend.Register({device, n, kind, 0}), "register");
+      registration = Check(backend.Register({device, n, kind, dev}), "register");
     } else if (allocated) {
       registration = Check(backend.Register({nullptr, n, kind, -1}), "register");
       std::memcpy(registration->region().base, pattern.data(), n);
@@ -110,14 +112,15 @@ struct Memory {
   }
   ~Memory() {
     registration.reset();
-    FreeDevice(0, device);
+    FreeDevice(device_index, device);
   }
 };
 
 // --serve: the remote end.
-int Serve(const std::string& backend_name, MemoryKind kind, bool allocated, size_t bytes) {
+int Serve(const std::string& backend_name, MemoryKind kind, bool allocated, size_t bytes,
+          int device) {
   auto backend = Check(CreateBackend(backend_name), "backend");
-  Memory memory(*backend, kind, allocated, bytes, 7);
+  Memory memory(*backend, kind, allocated, bytes, 7, device);
   auto& registration = memory.registration;
   std::cout << wire::ToHex(registration->descriptor().bytes) << std::endl;
   for (std::string line; std::getline(std::cin, line);) {
@@ -213,6 +216,7 @@ int main(int argc, char** argv) {
   size_t budget_mib = 256;
   bool serve = false, no_perftest = false;
   size_t serve_bytes = 0;
+  int peer_device = 0;
   app.add_option("--backend", backend_name);
   app.add_option("--kind", kind_name)->check(CLI::IsMember({"host", "device"}));
   app.add_option("--sizes", sizes_text);
@@ -221,13 +225,14 @@ int main(int argc, char** argv) {
   app.add_option("--memory", memory_name, "host memory: the backend's own or plain user memory")
       ->check(CLI::IsMember({"allocated", "user"}));
   app.add_flag("--no-perftest", no_perftest);
+  app.add_option("--peer-device", peer_device, "device memory: the serving process's GPU");
   app.add_option("--json-out", json_out);
   app.add_flag("--serve", serve)->group("");
   app.add_option("--serve-bytes", serve_bytes)->group("");
   CLI11_PARSE(app, argc, argv);
   const MemoryKind kind = kind_name == "device" ? MemoryKind::kDevice : MemoryKind::kHost;
   const bool allocated = memory_name == "allocated";
-  if (serve) return Serve(backend_name, kind, allocated, serve_bytes);
+  if (serve) return Serve(backend_name, kind, allocated, serve_bytes, peer_device);
 
   std::vector<size_t> sizes, blocks;
   for (const auto& s : CLI::detail::split(sizes_text, ',')) sizes.push_back(ParseSize(s));
@@ -239,7 +244,8 @@ int main(int argc, char** argv) {
   if (n <= 0) return 1;
   self[n] = 0;
   Child peer = Spawn({self, "--serve", "--backend", backend_name, "--kind", kind_name,
-                      "--memory", memory_name, "--serve-bytes", std::to_string(budget)},
+                      "--memory", memory_name, "--serve-bytes", std::to_string(budget),
+                      "--peer-device", std::to_string(peer_device)},
                      true);
   const std::string descriptor = wire::FromHex(ReadLine(peer.out));
   if (descriptor.empty()) {
@@ -267,21 +273,24 @@ int main(int argc, char** argv) {
     }
   } else if (kind == MemoryKind::kDevice) {
     constexpr size_t kCopy = 256 << 20;
+    // Device to device: on one GPU, or from this GPU to the peer's (peer access on).
     void* a = Check(AllocDevice(0, kCopy), "device memory");
-    void* b = Check(AllocDevice(0, kCopy), "device memory");
+    void* b = Check(AllocDevice(peer_device, kCopy), "device memory");
+    if (peer_device != 0) Check(EnablePeerAccess(0, peer_device), "peer access");
     void* pinned = Check(AllocPinned(kCopy), "pinned memory");
     const double h2d = kCopy / CopySeconds(a, pinned, kCopy) / 1e9;
     const double d2h = kCopy / CopySeconds(pinned, a, kCopy) / 1e9;
     const double d2d = kCopy / CopySeconds(b, a, kCopy) / 1e9;
     FreePinned(pinned);
     FreeDevice(0, a);
-    FreeDevice(0, b);
+    FreeDevice(peer_device, b);
     out["ceilings_gbps"] = {{"pinned_to_device", h2d}, {"device_to_pinned", d2h},
                             {"device_to_device", d2d}};
-    std::printf("ceilings: pinned→device %.1f GB/s, device→pinned %.1f GB/s, device→device %.1f "
-                "GB/s (bytes copied / time)\n",
-                h2d, d2h, d2d);
-    const bool ipc = backend_name == "cuda_ipc";
+    std::printf("ceilings: pinned→device %.1f GB/s, device→pinned %.1f GB/s, device %d→device %d "
+                "%.1f GB/s (bytes copied / time)\n",
+                h2d, d2h, 0, peer_device, d2d);
+    out["peer_device"] = peer_device;
+    const bool ipc = backend_name != "ucx";  // cuda_ipc, nccl: device to device
     reference_name = ipc ? "device copy" : "pinned↔device copy";
     for (size_t size : sizes) {
       reference[{size, 0}] = ipc ? d2d : std::min(h2d, d2h);

@@ -13,6 +13,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -355,6 +356,12 @@ class CudaIpcBackend final : public Backend {
       }
     }
     DeviceCopier* copier = CopierFor(job.local->region.device, job.failure);
+    // The gather kernel runs on our device and reaches the peer's through peer access.
+    const std::pair<int, int> devices(job.local->region.device, job.remote->device);
+    if (job.failure.ok() && devices.first != devices.second && !peer_access_.contains(devices)) {
+      job.failure = EnablePeerAccess(devices.first, devices.second);
+      if (job.failure.ok()) peer_access_.insert(devices);
+    }
     bool issued_now = false;
     if (job.failure.ok() && copier != nullptr && job.queued < kMaxQueued) {
       auto* local = static_cast<std::byte*>(job.local->region.base);
@@ -410,6 +417,7 @@ class CudaIpcBackend final : public Backend {
 
   // Worker thread only.
   std::map<int, std::unique_ptr<DeviceCopier>> copiers_;
+  std::set<std::pair<int, int>> peer_access_;  // (ours, theirs) enabled
   Clock::time_point last_watch_;
   std::thread worker_;
 };

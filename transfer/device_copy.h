@@ -31,6 +31,9 @@ void UnpinHost(void* p);
 // Device memory on `device`, for tests and benchmarks.
 StatusOr<void*> AllocDevice(int device, size_t bytes);
 void FreeDevice(int device, void* p);
+// Lets kernels on `from` read and write memory of `to` (NVLink or PCIe peer access); OK when
+// it already could.
+Status EnablePeerAccess(int from, int to);
 // A synchronous copy between any two of host and device memory (unified addressing).
 Status CopySync(void* dst, const void* src, size_t bytes);
 

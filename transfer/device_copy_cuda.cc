@@ -176,6 +176,18 @@ void FreeDevice(int device, void* p) {
   cudaFree(p);
 }
 
+Status EnablePeerAccess(int from, int to) {
+  if (from == to) return OkStatus();
+  TANDEM_CUDA_RETURN(cudaSetDevice(from));
+  const cudaError_t e = cudaDeviceEnablePeerAccess(to, 0);
+  if (e == cudaErrorPeerAccessAlreadyEnabled) {
+    cudaGetLastError();
+    return OkStatus();
+  }
+  TANDEM_CUDA_RETURN(e);
+  return OkStatus();
+}
+
 Status CopySync(void* dst, const void* src, size_t bytes) {
   TANDEM_CUDA_RETURN(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
   TANDEM_CUDA_RETURN(cudaDeviceSynchronize());  // device to device returns before it is done

@@ -15,6 +15,7 @@ Status PinHost(void*, size_t) { return NoCuda(); }
 void UnpinHost(void*) {}
 StatusOr<void*> AllocDevice(int, size_t) { return NoCuda(); }
 void FreeDevice(int, void*) {}
+Status EnablePeerAccess(int, int) { return NoCuda(); }
 Status CopySync(void*, const void*, size_t) { return NoCuda(); }
 StatusOr<IpcExport> ExportIpc(void*, int) { return NoCuda(); }
 StatusOr<std::pair<void*, int>> OpenIpc(const IpcExport&) { return NoCuda(); }

@@ -37,6 +37,7 @@ struct Variant {
   std::string backend;
   MemoryKind kind = MemoryKind::kHost;
   std::string name;
+  int remote_device = 0;  // 1: the remote region on a second GPU (skips with one)
 };
 
 // Two registered regions of one backend: `local` and the `remote` one reached through its
@@ -55,6 +56,9 @@ class TransferSuite : public ::testing::TestWithParam<Variant> {
     if (GetParam().kind == MemoryKind::kDevice && DeviceCount() == 0) {
       GTEST_SKIP() << "no CUDA device visible: the device-memory variant runs on the GPU machine";
     }
+    if (GetParam().remote_device > 0 && DeviceCount() <= GetParam().remote_device) {
+      GTEST_SKIP() << "one GPU: the two-GPU variant runs on a machine with two";
+    }
     auto backend = CreateBackend(GetParam().backend, {.worker_threads = 2});
     ASSERT_TRUE(backend.ok()) << backend.status();
     backend_ = std::move(backend).value();
@@ -63,7 +67,8 @@ class TransferSuite : public ::testing::TestWithParam<Variant> {
   Pair Make(size_t local_bytes, size_t remote_bytes, uint64_t seed) {
     Pair p;
     p.local_buffer = std::make_unique<Buffer>(GetParam().kind, Pattern(local_bytes, seed));
-    p.remote_buffer = std::make_unique<Buffer>(GetParam().kind, Pattern(remote_bytes, seed + 1));
+    p.remote_buffer = std::make_unique<Buffer>(GetParam().kind, Pattern(remote_bytes, seed + 1),
+                                               GetParam().remote_device);
     EXPECT_TRUE(p.local_buffer->ok() && p.remote_buffer->ok());
     auto local = backend_->Register(p.local_buffer->region());
     auto remote = backend_->Register(p.remote_buffer->region());
@@ -251,9 +256,11 @@ class PeerProcess {
     const std::string path = std::string(TANDEM_BINARY_DIR) + "/bin/transfer_peer";
     const std::string kind = v.kind == MemoryKind::kDevice ? "device" : "host";
     const std::string size = std::to_string(bytes), seed_text = std::to_string(seed);
+    const std::string device = std::to_string(v.remote_device);
     char* argv[] = {const_cast<char*>(path.c_str()), const_cast<char*>(v.backend.c_str()),
                     const_cast<char*>(kind.c_str()), const_cast<char*>(size.c_str()),
-                    const_cast<char*>(seed_text.c_str()), nullptr};
+                    const_cast<char*>(seed_text.c_str()), const_cast<char*>(device.c_str()),
+                    nullptr};
     const int rc = posix_spawn(&pid_, path.c_str(), &actions, nullptr, argv, environ);
     posix_spawn_file_actions_destroy(&actions);
     close(in[0]);
@@ -433,6 +440,9 @@ std::vector<Variant> Variants() {
     if (name == "nccl") continue;  // two GPUs, one per rank: tests/transfer/nccl_test.cc
     if (name != "cuda_ipc") out.push_back({name, MemoryKind::kHost, name});
     if (name != "inproc") out.push_back({name, MemoryKind::kDevice, name + "_device"});
+    if (name == "cuda_ipc" || name == "ucx") {
+      out.push_back({name, MemoryKind::kDevice, name + "_two_gpus", /*remote_device=*/1});
+    }
   }
   return out;
 }

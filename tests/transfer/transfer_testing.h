@@ -28,24 +28,25 @@ inline Bytes Pattern(size_t n, uint64_t seed) {
   return b;
 }
 
-// A region's memory: host bytes, or device memory on device 0 with its contents copied in and
+// A region's memory: host bytes, or device memory on `device` with its contents copied in and
 // out through CopySync.
 class Buffer {
  public:
-  Buffer(MemoryKind kind, Bytes contents) : kind_(kind), host_(std::move(contents)) {
+  Buffer(MemoryKind kind, Bytes contents, int device = 0)
+      : kind_(kind), device_index_(device), host_(std::move(contents)) {
     if (kind_ == MemoryKind::kDevice) {
-      auto p = AllocDevice(0, host_.size());
+      auto p = AllocDevice(device_index_, host_.size());
       if (p.ok() && CopySync(*p, host_.data(), host_.size()).ok()) device_ = *p;
     }
   }
-  ~Buffer() { FreeDevice(0, device_); }
+  ~Buffer() { FreeDevice(device_index_, device_); }
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
 
   bool ok() const { return kind_ == MemoryKind::kHost || device_ != nullptr; }
   MemoryRegion region() {
     if (kind_ == MemoryKind::kHost) return {host_.data(), host_.size(), kind_, -1};
-    return {device_, host_.size(), kind_, 0};
+    return {device_, host_.size(), kind_, device_index_};
   }
   size_t size() const { return host_.size(); }
   // The current contents.
@@ -60,6 +61,7 @@ class Buffer {
 
  private:
   MemoryKind kind_;
+  int device_index_;
   Bytes host_;
   void* device_ = nullptr;
 };
