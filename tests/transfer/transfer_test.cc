@@ -32,12 +32,14 @@ using Clock = std::chrono::steady_clock;
 using testing::Buffer;
 using testing::Bytes;
 using testing::Pattern;
+using testing::SlowOps;
 
 struct Variant {
   std::string backend;
   MemoryKind kind = MemoryKind::kHost;
   std::string name;
   int remote_device = 0;  // 1: the remote region on a second GPU (skips with one)
+  bool backend_per_side = false;  // nccl: one backend (one rank) per GPU
 };
 
 // Two registered regions of one backend: `local` and the `remote` one reached through its
@@ -62,6 +64,13 @@ class TransferSuite : public ::testing::TestWithParam<Variant> {
     auto backend = CreateBackend(GetParam().backend, {.worker_threads = 2});
     ASSERT_TRUE(backend.ok()) << backend.status();
     backend_ = std::move(backend).value();
+    remote_backend_ = backend_.get();
+    if (GetParam().backend_per_side) {
+      auto second = CreateBackend(GetParam().backend, {.worker_threads = 2});
+      ASSERT_TRUE(second.ok()) << second.status();
+      second_backend_ = std::move(second).value();
+      remote_backend_ = second_backend_.get();
+    }
   }
 
   Pair Make(size_t local_bytes, size_t remote_bytes, uint64_t seed) {
@@ -71,7 +80,7 @@ class TransferSuite : public ::testing::TestWithParam<Variant> {
                                                GetParam().remote_device);
     EXPECT_TRUE(p.local_buffer->ok() && p.remote_buffer->ok());
     auto local = backend_->Register(p.local_buffer->region());
-    auto remote = backend_->Register(p.remote_buffer->region());
+    auto remote = remote_backend_->Register(p.remote_buffer->region());
     EXPECT_TRUE(local.ok()) << local.status();
     EXPECT_TRUE(remote.ok()) << remote.status();
     if (!local.ok() || !remote.ok()) return p;
@@ -92,6 +101,9 @@ class TransferSuite : public ::testing::TestWithParam<Variant> {
   }
 
   std::unique_ptr<Backend> backend_;
+  // Where remote regions are registered: backend_ itself, or a second backend.
+  Backend* remote_backend_ = nullptr;
+  std::unique_ptr<Backend> second_backend_;
 };
 
 TEST_P(TransferSuite, OneBlockEachWay) {
@@ -185,15 +197,6 @@ TEST_P(TransferSuite, OpsOutsideTheRegionsAreRefusedBeforeAnythingMoves) {
   EXPECT_TRUE(p.LocalBytes() == before);
   EXPECT_EQ(backend_->Connect({GetParam().backend, "garbage"}).status().code(),
             StatusCode::kInvalidArgument);
-}
-
-// Many small ops: a transfer long enough (~0.3 s or more) to be caught in flight.
-std::vector<TransferOp> SlowOps(size_t bytes) {
-  std::vector<TransferOp> ops;
-  for (size_t at = 0; at + 64 <= bytes; at += 64) {
-    ops.push_back({.local_offset = at, .remote_offset = at, .bytes = 64});
-  }
-  return ops;
 }
 
 TEST_P(TransferSuite, ADeadlineEndsATransferInAnError) {
@@ -437,7 +440,11 @@ TEST_P(CrossProcessTest, APeerThatStopsAnsweringEndsATransferAtItsDeadline) {
 std::vector<Variant> Variants() {
   std::vector<Variant> out;
   for (const std::string& name : AvailableBackends()) {
-    if (name == "nccl") continue;  // two GPUs, one per rank: tests/transfer/nccl_test.cc
+    if (name == "nccl") {  // device memory, one GPU per rank; more in tests/transfer/nccl_test.cc
+      out.push_back({name, MemoryKind::kDevice, "nccl_two_gpus", /*remote_device=*/1,
+                     /*backend_per_side=*/true});
+      continue;
+    }
     if (name != "cuda_ipc") out.push_back({name, MemoryKind::kHost, name});
     if (name != "inproc") out.push_back({name, MemoryKind::kDevice, name + "_device"});
     if (name == "cuda_ipc" || name == "ucx") {

@@ -28,6 +28,16 @@ inline Bytes Pattern(size_t n, uint64_t seed) {
   return b;
 }
 
+// A million ops of 64 bytes over `bytes`, the remote side in reverse order so that no backend
+// can join neighbours: a transfer long enough to be caught in flight.
+inline std::vector<TransferOp> SlowOps(size_t bytes) {
+  std::vector<TransferOp> ops;
+  for (size_t at = 0; at + 64 <= bytes; at += 64) {
+    ops.push_back({.local_offset = at, .remote_offset = bytes - 64 - at, .bytes = 64});
+  }
+  return ops;
+}
+
 // A region's memory: host bytes, or device memory on `device` with its contents copied in and
 // out through CopySync.
 class Buffer {
