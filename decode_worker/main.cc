@@ -27,6 +27,7 @@ struct Flags {
   double drain_timeout_s = 30;
   std::string port_file;
   std::string log_level = "info";
+  std::string log_format = "text";
 };
 
 std::string DefaultWorkerId() {
@@ -37,7 +38,7 @@ std::string DefaultWorkerId() {
 
 tandem::Status Serve(Flags& f) {
   TANDEM_ASSIGN_OR_RETURN(auto signals, tandem::TerminationSignals::Install());  // Before threads.
-  TANDEM_RETURN_IF_ERROR(tandem::InitLogging(f.log_level));
+  TANDEM_RETURN_IF_ERROR(tandem::InitLogging(f.log_level, f.log_format));
   if (f.weights != "checkpoint" && f.weights != "random") {
     return tandem::InvalidArgumentError("--weights: expected 'checkpoint' or 'random'");
   }
@@ -57,8 +58,8 @@ tandem::Status Serve(Flags& f) {
         {{"grpc_port", server->grpc_port()}, {"metrics_port", server->metrics_port()}}));
   }
   spdlog::info("worker ready grpc={}:{} metrics={}:{} model={} worker_id={}", f.server.host,
-               server->grpc_port(), f.server.host, server->metrics_port(), f.model.model,
-               f.server.service.worker_id);
+               server->grpc_port(), f.server.host, server->metrics_port(),
+               tandem::Quoted(f.model.model), tandem::Quoted(f.server.service.worker_id));
   tandem::NotifyReady("serving on port " + std::to_string(server->grpc_port()));
   signals->Wait();
   tandem::NotifyStopping();
@@ -97,10 +98,12 @@ int main(int argc, char** argv) {
   app.add_option("--port", f.server.port, "gRPC port (0: ephemeral)");
   app.add_option("--metrics-port", f.server.metrics_port, "Prometheus port (0: ephemeral)");
   app.add_option("--worker-id", f.server.service.worker_id, "Worker id (default hostname:pid)");
-  app.add_option("--drain-timeout-s", f.drain_timeout_s, "Seconds open requests get on SIGTERM")
+  app.add_option("--drain-timeout,--drain-timeout-s", f.drain_timeout_s,
+                 "Seconds open requests get on SIGTERM")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--port-file", f.port_file, "Write {\"grpc_port\", \"metrics_port\"} here");
   app.add_option("--log-level", f.log_level, "trace|debug|info|warn|error|off");
+  app.add_option("--log-format", f.log_format, "text | json");
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

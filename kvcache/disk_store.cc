@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 
+#include "common/logging.h"
 #include "common/status_macros.h"
 
 namespace tandem::kvcache {
@@ -94,8 +95,8 @@ void DiskStore::Disable(const std::string& why) {
   ++stats_.errors;
   if (stats_.disabled) return;
   stats_.disabled = true;
-  spdlog::error("kvcache disk tier disabled path={} error=\"{}\" blocks_dropped={}", options_.path,
-                why, index_.size());
+  spdlog::error("kvcache disk tier disabled path={} error={} blocks_dropped={}",
+                Quoted(options_.path), Quoted(why), index_.size());
   ReportRemoved(index_.DropAll());
 }
 

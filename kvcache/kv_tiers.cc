@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/logging.h"
 #include "common/status_macros.h"
 
 namespace tandem::kvcache {
@@ -329,7 +330,7 @@ int KvTiers::FinishLoad(uint64_t ticket, std::span<const BlockId> into) {
 
 KvTiers::~KvTiers() {
   if (Status s = Drain().status(); !s.ok()) {
-    spdlog::error("kv tiers: waiting for offload copies failed error=\"{}\"", s.ToString());
+    spdlog::error("kv tiers waiting for offload copies failed error={}", Quoted(s.ToString()));
   }
 }
 

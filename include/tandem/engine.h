@@ -60,6 +60,9 @@ struct RequestOutput {
   Status error;  // Set when finish_reason is kError.
   int prompt_tokens = 0;
   int cached_prompt_tokens = 0;  // Prompt tokens served from the prefix cache.
+  // Seconds from Submit until the request was first scheduled (its time in the queue); set once
+  // it has been scheduled.
+  double queue_seconds = 0;
 };
 
 // A single-producer (engine thread), single-consumer queue of a request's outputs.

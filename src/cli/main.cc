@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::function<int()> run = tandem::cli::AddRunCommand(app);
 #ifdef TANDEM_HAVE_SERVE
-  std::function<int()> serve = tandem::cli::AddServeCommand(app);
+  std::function<int()> serve = tandem::cli::AddServeCommand(app, argc, argv);
 #endif
 #ifdef TANDEM_HAVE_TOKENIZERS
   std::function<int()> tokenize = tandem::cli::AddTokenizeCommand(app);

@@ -1,21 +1,14 @@
 #include "cli/serve_command.h"
 
-#include <fcntl.h>
-#include <netdb.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -24,10 +17,17 @@
 #include <system_error>
 #include <vector>
 
+#include "cli/child_process.h"
+#include "cli/supervisor.h"
+#include "common/api_key.h"
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "common/parse.h"
 #include "common/status_macros.h"
+#include "engine/engine_factory.h"
+#include "engine/llm_engine.h"
 #include "model/demo_model.h"
+#include "router/selection_policy.h"
 
 namespace tandem::cli {
 namespace {
@@ -39,242 +39,64 @@ constexpr char kWorkerBinary[] = "tandem-decode-worker";
 constexpr char kFrontendBinary[] = "tandem-frontend";
 constexpr char kDemoModelName[] = "demo";
 
+// Flags. Those the daemons also have carry the same names and defaults, and pass through.
 struct ServeArgs {
+  // Model and cluster.
   std::string model;  // Empty: the demo model.
+  std::string served_model_name;
+  std::string weights;  // Empty: checkpoint for --model, random for the demo.
+  uint64_t seed = 0;
   int workers = 1;
+  std::string state_dir;
+  // Workers (tandem-decode-worker).
+  std::string backend = engine::BackendOptions().backend;
+  int block_size = engine::BackendOptions().block_size;
+  int num_blocks = 0;
+  std::string kv_cache_size = "1GiB";
+  int max_num_seqs = engine::EngineOptions().max_num_seqs;
+  int max_num_batched_tokens = engine::EngineOptions().max_num_batched_tokens;
+  bool no_prefix_caching = false;
+  int host_cache_blocks = 0;
+  std::string disk_cache_path;
+  int disk_cache_blocks = 0;
+  int disk_cache_admit_after_reuses = engine::EngineOptions().disk_cache_admit_after_reuses;
+  // Frontend (tandem-frontend).
   std::string host = "127.0.0.1";
   int port = 8000;
   int grpc_port = -1;  // -1: 8001, or ephemeral when --port is 0.
-  std::string port_file;
   std::string api_key;
-  std::string served_model_name;
-  uint64_t seed = 0;
-  std::string weights;  // Empty: checkpoint for --model, random for the demo.
-  std::string state_dir;
-  std::string router_mode;
-  int num_blocks = 0;
+  std::string api_key_file;
+  std::string router_mode = "round-robin";
+  std::string max_body_size = "1MiB";
+  int max_connections = 0;
+  int keep_alive_timeout_s = 30;
+  int header_timeout_s = 10;
+  int body_timeout_s = 60;
+  double worker_stall_timeout_s = 3;
+  double request_progress_timeout_s = 120;
+  // serve itself, and every daemon.
+  std::string port_file;
   double startup_timeout_s = 120;
-  double drain_timeout_s = 60;
+  double drain_timeout_s = 30;
+  int max_restarts = 5;
   std::string log_level = "info";
+  std::string log_format = "text";
 };
 
-// ---- Signals ----
+// Extra time serve gives a daemon past its own drain deadline: the frontend ends the streams it
+// cut (error event, [DONE]) and flushes them within this.
+constexpr double kStopGraceS = 10;
 
-// Blocks SIGINT, SIGTERM and SIGCHLD for the life of the object, so serve takes them
-// synchronously with sigtimedwait (no handler, no self-pipe) and restores the mask afterwards.
-class BlockedSignals {
- public:
-  BlockedSignals() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    sigaddset(&set_, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &set_, &previous_);
-  }
-  ~BlockedSignals() { sigprocmask(SIG_SETMASK, &previous_, nullptr); }
-  BlockedSignals(const BlockedSignals&) = delete;
-  BlockedSignals& operator=(const BlockedSignals&) = delete;
-
-  // Waits up to `timeout` for one of the signals; returns it, or 0 on timeout.
-  int Wait(std::chrono::milliseconds timeout) const {
-    timespec ts{static_cast<time_t>(timeout.count() / 1000),
-                static_cast<long>((timeout.count() % 1000) * 1000000)};
-    const int sig = sigtimedwait(&set_, nullptr, &ts);
-    return sig > 0 ? sig : 0;
-  }
-
-  const sigset_t& previous() const { return previous_; }
-
- private:
-  sigset_t set_;
-  sigset_t previous_;
-};
-
-bool IsStopSignal(int sig) { return sig == SIGINT || sig == SIGTERM; }
-
-// ---- Child processes ----
-
-// One daemon started by serve. Owns the process: a child still running when the object goes
-// away (an error path) is killed and reaped, so serve never leaks one.
-class Child {
- public:
-  // Forks and execs `argv` (argv[0] is the binary's path). The child runs with the signal mask
-  // serve had before blocking, in its own process group, with stdout joined to stderr (serve's
-  // stdout carries only its ready line) and SIGTERM should serve die.
-  static StatusOr<std::unique_ptr<Child>> Start(std::string name,
-                                                const std::vector<std::string>& argv,
-                                                const sigset_t& child_mask) {
-    // Everything the child touches is prepared before fork: only async-signal-safe calls after.
-    std::vector<char*> cargv;
-    for (const std::string& arg : argv) cargv.push_back(const_cast<char*>(arg.c_str()));
-    cargv.push_back(nullptr);
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) return InternalError("fork failed for " + name + ": " + std::strerror(errno));
-    if (pid == 0) {
-      ::sigprocmask(SIG_SETMASK, &child_mask, nullptr);
-      ::setpgid(0, 0);
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (::getppid() != parent) ::_exit(127);  // serve died before prctl took effect.
-      ::dup2(STDERR_FILENO, STDOUT_FILENO);
-      ::execv(cargv[0], cargv.data());
-      static constexpr char kMessage[] = "tandem serve: error: exec failed\n";
-      [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
-      ::_exit(127);
-    }
-    return std::unique_ptr<Child>(new Child(std::move(name), pid));
-  }
-
-  ~Child() {
-    if (!exited_) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-  }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-
-  const std::string& name() const { return name_; }
-  pid_t pid() const { return pid_; }
-  bool exited() const { return exited_; }
-  bool clean_exit() const { return exited_ && WIFEXITED(status_) && WEXITSTATUS(status_) == 0; }
-
-  // Reaps the child if it has exited; returns exited().
-  bool Poll() {
-    if (exited_) return true;
-    int status = 0;
-    const pid_t r = ::waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      exited_ = true;
-      status_ = status;
-    }
-    return exited_;
-  }
-
-  void Signal(int sig) {
-    if (!exited_) ::kill(pid_, sig);
-  }
-
-  // "exit code 1", "signal 9 (Killed)".
-  std::string DescribeExit() const {
-    if (!exited_) return "running";
-    if (WIFEXITED(status_)) return "exit code " + std::to_string(WEXITSTATUS(status_));
-    if (WIFSIGNALED(status_)) {
-      return "signal " + std::to_string(WTERMSIG(status_)) + " (" + strsignal(WTERMSIG(status_)) +
-             ")";
-    }
-    return "status " + std::to_string(status_);
-  }
-
- private:
-  Child(std::string name, pid_t pid) : name_(std::move(name)), pid_(pid) {}
-
-  std::string name_;
-  pid_t pid_;
-  bool exited_ = false;
-  int status_ = 0;
-};
-
-// A private temporary directory (port files), removed with its contents.
-class TempDirectory {
- public:
-  static StatusOr<std::unique_ptr<TempDirectory>> Create() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern =
-        std::string(base != nullptr && *base ? base : "/tmp") + "/tandem-serve-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) {
-      return InternalError("cannot create a temporary directory " + pattern + ": " +
-                           std::strerror(errno));
-    }
-    return std::unique_ptr<TempDirectory>(new TempDirectory(pattern));
-  }
-  ~TempDirectory() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDirectory(const TempDirectory&) = delete;
-  TempDirectory& operator=(const TempDirectory&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  explicit TempDirectory(fs::path path) : path_(std::move(path)) {}
-  fs::path path_;
-};
-
-// ---- The cluster ----
-
-// The children serve started; stops them in order (frontend first, so it drains its streams
-// while the workers still answer, then the workers).
-struct Cluster {
-  std::unique_ptr<Child> frontend;
-  std::vector<std::unique_ptr<Child>> workers;
-
-  std::vector<Child*> All() const {
-    std::vector<Child*> all;
-    if (frontend != nullptr) all.push_back(frontend.get());
-    for (const auto& w : workers) all.push_back(w.get());
-    return all;
-  }
-
-  // The first child found to have exited, or null.
-  Child* FindExited() const {
-    for (Child* c : All()) {
-      if (c->Poll()) return c;
-    }
-    return nullptr;
-  }
-
-  // SIGTERM to each group in turn, SIGKILL to what outlives the deadline. True when every child
-  // that was still running exited 0.
-  bool Stop(const BlockedSignals& signals, std::chrono::duration<double> drain_timeout) {
-    bool clean = true;
-    std::vector<std::vector<Child*>> groups;
-    if (frontend != nullptr) groups.push_back({frontend.get()});
-    std::vector<Child*> worker_group;
-    for (const auto& w : workers) worker_group.push_back(w.get());
-    groups.push_back(worker_group);
-    for (const std::vector<Child*>& group : groups) {
-      std::vector<Child*> running;
-      for (Child* c : group) {
-        if (!c->Poll()) {
-          c->Signal(SIGTERM);
-          running.push_back(c);
-        }
-      }
-      const auto deadline =
-          Clock::now() + std::chrono::duration_cast<Clock::duration>(drain_timeout);
-      for (Child* c : running) {
-        while (!c->Poll()) {
-          if (Clock::now() >= deadline) {
-            spdlog::error("child did not stop in time, killing name={} pid={}", c->name(),
-                          c->pid());
-            c->Signal(SIGKILL);
-            while (!c->Poll()) signals.Wait(std::chrono::milliseconds(50));
-            break;
-          }
-          // SIGCHLD wakes this; a second SIGINT/SIGTERM while draining is absorbed.
-          signals.Wait(std::chrono::milliseconds(50));
-        }
-        if (!c->clean_exit()) {
-          spdlog::warn("child stopped uncleanly name={} pid={} status={}", c->name(), c->pid(),
-                       c->DescribeExit());
-          clean = false;
-        }
-      }
-    }
-    return clean;
-  }
-};
+// ---- Start-up waits ----
 
 // Why a start-up wait ended early.
 enum class WaitEnd { kReady, kInterrupted };
 
-// Checks the children and the signals once; called between attempts of every start-up wait.
-// Fails when a child has died; reports an interruption by SIGINT/SIGTERM.
-StatusOr<std::optional<WaitEnd>> CheckStartup(const Cluster& cluster, const BlockedSignals& signals,
+// Checks the daemons and the signals once; called between attempts of every start-up wait.
+// Fails when a daemon has died; reports an interruption by SIGINT/SIGTERM.
+StatusOr<std::optional<WaitEnd>> CheckStartup(Supervisor& daemons, const BlockedSignals& signals,
                                               std::chrono::milliseconds pause) {
-  if (Child* dead = cluster.FindExited(); dead != nullptr) {
+  if (const Child* dead = daemons.FindExited(); dead != nullptr) {
     return UnavailableError(dead->name() + " exited during start-up (" + dead->DescribeExit() +
                             "); its log is above");
   }
@@ -284,9 +106,9 @@ StatusOr<std::optional<WaitEnd>> CheckStartup(const Cluster& cluster, const Bloc
 }
 
 // Waits for a daemon's port file (written atomically once it has bound its ports).
-StatusOr<WaitEnd> WaitForPortFile(const fs::path& path, const std::string& who,
-                                  const Cluster& cluster, const BlockedSignals& signals,
-                                  Clock::time_point deadline, nlohmann::json* ports) {
+StatusOr<WaitEnd> WaitForPortFile(const fs::path& path, const std::string& who, Supervisor& daemons,
+                                  const BlockedSignals& signals, Clock::time_point deadline,
+                                  nlohmann::json* ports) {
   while (true) {
     std::error_code ec;
     if (fs::exists(path, ec)) {
@@ -301,7 +123,7 @@ StatusOr<WaitEnd> WaitForPortFile(const fs::path& path, const std::string& who,
                                    " in time (see --startup-timeout)");
     }
     TANDEM_ASSIGN_OR_RETURN(std::optional<WaitEnd> end,
-                            CheckStartup(cluster, signals, std::chrono::milliseconds(50)));
+                            CheckStartup(daemons, signals, std::chrono::milliseconds(50)));
     if (end.has_value()) return *end;
   }
 }
@@ -315,63 +137,11 @@ StatusOr<int> PortField(const nlohmann::json& ports, const char* key, const std:
   return it->get<int>();
 }
 
-// One plain HTTP/1.1 GET; returns the status code. Serve needs no HTTP library for this.
-StatusOr<int> HttpGetStatus(const std::string& host, int port, const std::string& path,
-                            const std::string& api_key) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* result = nullptr;
-  const std::string port_text = std::to_string(port);
-  if (int rc = ::getaddrinfo(host.c_str(), port_text.c_str(), &hints, &result); rc != 0) {
-    return UnavailableError("cannot resolve " + host + ": " + gai_strerror(rc));
-  }
-  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(result, ::freeaddrinfo);
-  int fd = -1;
-  for (addrinfo* a = result; a != nullptr && fd < 0; a = a->ai_next) {
-    fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) continue;
-    timeval timeout{2, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
-    if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
-      ::close(fd);
-      fd = -1;
-    }
-  }
-  if (fd < 0) return UnavailableError("cannot connect to " + host + ":" + port_text);
-  std::string request =
-      "GET " + path + " HTTP/1.1\r\nHost: " + host + ":" + port_text + "\r\nConnection: close\r\n";
-  if (!api_key.empty()) request += "Authorization: Bearer " + api_key + "\r\n";
-  request += "\r\n";
-  size_t sent = 0;
-  while (sent < request.size()) {
-    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    sent += static_cast<size_t>(n);
-  }
-  std::string response;
-  char buffer[512];
-  while (response.find("\r\n") == std::string::npos) {
-    const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
-    if (n <= 0) break;
-    response.append(buffer, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  // "HTTP/1.1 200 OK"
-  int code = 0;
-  if (std::sscanf(response.c_str(), "HTTP/%*d.%*d %d", &code) != 1) {
-    return UnavailableError("no HTTP status line from " + host + ":" + port_text);
-  }
-  return code;
-}
-
-StatusOr<WaitEnd> WaitForHealth(const std::string& host, int port, const std::string& api_key,
-                                const Cluster& cluster, const BlockedSignals& signals,
-                                Clock::time_point deadline) {
+StatusOr<WaitEnd> WaitForHealth(const std::string& host, int port, Supervisor& daemons,
+                                const BlockedSignals& signals, Clock::time_point deadline) {
   Status last = UnavailableError("not asked yet");
   while (true) {
-    StatusOr<int> code = HttpGetStatus(host, port, "/health", api_key);
+    StatusOr<int> code = HttpGetStatus(host, port, "/health");
     if (code.ok() && *code == 200) return WaitEnd::kReady;
     last = code.ok() ? UnavailableError("GET /health answered " + std::to_string(*code))
                      : code.status();
@@ -380,7 +150,7 @@ StatusOr<WaitEnd> WaitForHealth(const std::string& host, int port, const std::st
                                    last.message());
     }
     TANDEM_ASSIGN_OR_RETURN(std::optional<WaitEnd> end,
-                            CheckStartup(cluster, signals, std::chrono::milliseconds(100)));
+                            CheckStartup(daemons, signals, std::chrono::milliseconds(100)));
     if (end.has_value()) return *end;
   }
 }
@@ -414,7 +184,7 @@ StatusOr<fs::path> DefaultStateDir() {
 }
 
 // Writes `text` to `path` through a temporary file and a rename, as the daemons do.
-Status WritePortFile(const fs::path& path, const std::string& text) {
+Status WriteFileAtomically(const fs::path& path, const std::string& text) {
   const fs::path tmp = path.string() + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -439,20 +209,56 @@ std::string UrlHost(const std::string& host) {
   return host.find(':') != std::string::npos && !host.starts_with('[') ? "[" + host + "]" : host;
 }
 
-// ---- serve ----
+// ---- Validation, before anything starts ----
 
 struct Resolved {
   fs::path model_dir;
   std::string model_name;
   bool random_weights = false;
+  std::optional<std::string> api_key;
 };
 
-StatusOr<Resolved> ResolveModel(const ServeArgs& args) {
-  Resolved r;
+Status ValidateArgs(const ServeArgs& args) {
+  if (args.workers < 1 || args.workers > 256) {
+    return InvalidArgumentError("--workers: expected 1..256, got " + std::to_string(args.workers));
+  }
+  if (args.port < 0 || args.port > 65535) {
+    return InvalidArgumentError("--port: expected 0..65535, got " + std::to_string(args.port));
+  }
+  if (args.grpc_port < -1 || args.grpc_port > 65535) {
+    return InvalidArgumentError("--grpc-port: expected 0..65535, got " +
+                                std::to_string(args.grpc_port));
+  }
+  if (args.startup_timeout_s <= 0) {
+    return InvalidArgumentError("--startup-timeout must be positive");
+  }
+  if (args.drain_timeout_s < 0) return InvalidArgumentError("--drain-timeout must be >= 0");
+  if (args.max_restarts < 0) return InvalidArgumentError("--max-restarts must be >= 0");
   if (args.weights != "" && args.weights != "checkpoint" && args.weights != "random") {
     return InvalidArgumentError("--weights: expected 'checkpoint' or 'random', got '" +
                                 args.weights + "'");
   }
+  // What the daemons would refuse at start, refused here before anything runs.
+  TANDEM_RETURN_IF_ERROR(
+      router::CreatePolicy(args.router_mode).status().WithContext("--router-mode"));
+  const std::vector<std::string> backends = engine::AvailableBackends();
+  if (std::find(backends.begin(), backends.end(), args.backend) == backends.end()) {
+    std::string names;
+    for (const std::string& b : backends) names += (names.empty() ? "" : ", ") + b;
+    return InvalidArgumentError("--backend: unknown backend '" + args.backend +
+                                "' (built: " + names + ")");
+  }
+  TANDEM_RETURN_IF_ERROR(ParseByteSize(args.kv_cache_size, "--kv-cache-size").status());
+  TANDEM_RETURN_IF_ERROR(ParseByteSize(args.max_body_size, "--max-body-size").status());
+  if (args.disk_cache_blocks > 0 && args.disk_cache_path.empty()) {
+    return InvalidArgumentError("--disk-cache-blocks needs --disk-cache-path");
+  }
+  return OkStatus();
+}
+
+StatusOr<Resolved> Resolve(const ServeArgs& args) {
+  Resolved r;
+  TANDEM_ASSIGN_OR_RETURN(r.api_key, ResolveApiKey(args.api_key, args.api_key_file));
   if (args.model.empty()) {
     if (args.weights == "checkpoint") {
       return InvalidArgumentError(
@@ -488,135 +294,193 @@ StatusOr<Resolved> ResolveModel(const ServeArgs& args) {
   return r;
 }
 
-Status ValidateArgs(const ServeArgs& args) {
-  if (args.workers < 1 || args.workers > 256) {
-    return InvalidArgumentError("--workers: expected 1..256, got " + std::to_string(args.workers));
+std::string Number(double x) { return fmt::format("{:g}", x); }
+
+// ---- The daemons' command lines ----
+
+// Ports a daemon bound at its first start, reused by its restarts (0: not known yet).
+struct Ports {
+  int grpc = 0;
+  int metrics = 0;
+  int http = 0;
+};
+
+// Flags a daemon is started with, in order: name then value.
+using Flags = std::vector<std::pair<std::string, std::string>>;
+
+std::vector<std::string> Argv(const fs::path& binary, const Flags& flags) {
+  std::vector<std::string> argv = {binary.string()};
+  for (const auto& [name, value] : flags) {
+    argv.push_back(name);
+    argv.push_back(value);
   }
-  if (args.port < 0 || args.port > 65535) {
-    return InvalidArgumentError("--port: expected 0..65535, got " + std::to_string(args.port));
-  }
-  if (args.grpc_port < -1 || args.grpc_port > 65535) {
-    return InvalidArgumentError("--grpc-port: expected 0..65535, got " +
-                                std::to_string(args.grpc_port));
-  }
-  if (args.startup_timeout_s <= 0 || args.drain_timeout_s <= 0) {
-    return InvalidArgumentError("--startup-timeout and --drain-timeout must be positive");
-  }
-  return OkStatus();
+  return argv;
 }
 
-// Runs the cluster until a stop signal (exit 0 when every child stopped cleanly) or a child's
-// death (exit 1). Start-up errors are returned as a status.
+std::vector<std::string> WorkerArgv(const ServeArgs& args, const Resolved& model,
+                                    const fs::path& binary, int index, const Ports& ports,
+                                    const fs::path& port_file) {
+  Flags flags = {
+      {"--model", model.model_dir.string()},
+      {"--host", "127.0.0.1"},
+      {"--port", std::to_string(ports.grpc)},
+      {"--metrics-port", std::to_string(ports.metrics)},
+      {"--seed", std::to_string(args.seed)},
+      {"--weights", model.random_weights ? "random" : "checkpoint"},
+      {"--backend", args.backend},
+      {"--block-size", std::to_string(args.block_size)},
+      {"--num-blocks", std::to_string(args.num_blocks)},
+      {"--kv-cache-size", args.kv_cache_size},
+      {"--max-num-seqs", std::to_string(args.max_num_seqs)},
+      {"--max-num-batched-tokens", std::to_string(args.max_num_batched_tokens)},
+      {"--host-cache-blocks", std::to_string(args.host_cache_blocks)},
+      {"--disk-cache-blocks", std::to_string(args.disk_cache_blocks)},
+      {"--disk-cache-admit-after-reuses", std::to_string(args.disk_cache_admit_after_reuses)},
+      {"--drain-timeout", Number(args.drain_timeout_s)},
+      {"--log-level", args.log_level},
+      {"--log-format", args.log_format}};
+  if (!args.disk_cache_path.empty()) {
+    // One file per worker.
+    flags.emplace_back("--disk-cache-path",
+                       args.workers == 1 ? args.disk_cache_path
+                                         : args.disk_cache_path + "." + std::to_string(index));
+  }
+  if (ports.grpc == 0) flags.emplace_back("--port-file", port_file.string());
+  std::vector<std::string> argv = Argv(binary, flags);
+  if (args.no_prefix_caching) argv.push_back("--no-prefix-caching");
+  return argv;
+}
+
+std::vector<std::string> FrontendArgv(const ServeArgs& args, const Resolved& model,
+                                      const fs::path& binary, const std::string& worker_list,
+                                      const Ports& ports, const fs::path& port_file) {
+  const int grpc_port = ports.grpc > 0        ? ports.grpc
+                        : args.grpc_port >= 0 ? args.grpc_port
+                        : args.port == 0      ? 0
+                                              : 8001;
+  const int http_port = ports.http > 0 ? ports.http : args.port;
+  Flags flags = {{"--model", model.model_dir.string()},
+                 {"--workers", worker_list},
+                 {"--host", args.host},
+                 {"--port", std::to_string(http_port)},
+                 {"--grpc-port", std::to_string(grpc_port)},
+                 {"--served-model-name", model.model_name},
+                 {"--router-mode", args.router_mode},
+                 {"--max-body-size", args.max_body_size},
+                 {"--max-connections", std::to_string(args.max_connections)},
+                 {"--keep-alive-timeout", std::to_string(args.keep_alive_timeout_s)},
+                 {"--header-timeout", std::to_string(args.header_timeout_s)},
+                 {"--body-timeout", std::to_string(args.body_timeout_s)},
+                 {"--worker-stall-timeout", Number(args.worker_stall_timeout_s)},
+                 {"--request-progress-timeout", Number(args.request_progress_timeout_s)},
+                 {"--drain-timeout", Number(args.drain_timeout_s)},
+                 {"--log-level", args.log_level},
+                 {"--log-format", args.log_format}};
+  if (ports.http == 0) flags.emplace_back("--port-file", port_file.string());
+  return Argv(binary, flags);
+}
+
+// ---- serve ----
+
+// Runs the cluster until a stop signal (exit 0 when every daemon stopped cleanly) or until it
+// cannot serve any more (exit 1). Start-up errors are returned as a status.
 StatusOr<int> Serve(const ServeArgs& args, const BlockedSignals& signals) {
   TANDEM_RETURN_IF_ERROR(ValidateArgs(args));
   TANDEM_ASSIGN_OR_RETURN(fs::path bin_dir, BinaryDirectory());
   TANDEM_ASSIGN_OR_RETURN(fs::path worker_bin, FindDaemon(bin_dir, kWorkerBinary));
   TANDEM_ASSIGN_OR_RETURN(fs::path frontend_bin, FindDaemon(bin_dir, kFrontendBinary));
-  TANDEM_ASSIGN_OR_RETURN(Resolved model, ResolveModel(args));
+  TANDEM_ASSIGN_OR_RETURN(Resolved model, Resolve(args));
+  if (const int stale = TempDirectory::RemoveStale(); stale > 0) {
+    spdlog::info("removed temporary directories of serve processes gone count={}", stale);
+  }
+  // Port files of the first start; removed once everything is up (restarts reuse known ports).
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<TempDirectory> run_dir, TempDirectory::Create());
   const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                            std::chrono::duration<double>(args.startup_timeout_s));
-  const auto drain = std::chrono::duration<double>(args.drain_timeout_s);
+  const auto stop_timeout = std::chrono::duration<double>(args.drain_timeout_s + kStopGraceS);
 
-  Cluster cluster;
+  RestartPolicy policy;
+  policy.max_restarts = args.max_restarts;
+  Supervisor daemons(policy, signals);
   // Stops whatever started when start-up fails or is interrupted.
   auto abort_startup = [&](StatusOr<WaitEnd> end) -> StatusOr<int> {
     if (end.ok()) {
       spdlog::info("interrupted during start-up, stopping");
-      return cluster.Stop(signals, drain) ? 0 : 1;
+      return daemons.Stop(stop_timeout) ? 0 : 1;
     }
-    cluster.Stop(signals, drain);
+    daemons.Stop(stop_timeout);
     return end.status();
   };
 
-  spdlog::info("starting workers count={} model={} dir={} weights={}", args.workers,
-               model.model_name, model.model_dir.string(),
-               model.random_weights ? "random" : "checkpoint");
+  spdlog::info("starting workers count={} model={} dir={} weights={} backend={}", args.workers,
+               Quoted(model.model_name), Quoted(model.model_dir.string()),
+               model.random_weights ? "random" : "checkpoint", args.backend);
+  // Shared with the daemons' argv builders, which outlive this scope's locals otherwise.
+  auto worker_ports = std::make_shared<std::vector<Ports>>(args.workers);
+  const fs::path run_path = run_dir->path();
   for (int i = 0; i < args.workers; ++i) {
-    std::vector<std::string> argv = {
-        worker_bin.string(),
-        "--model",
-        model.model_dir.string(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--port-file",
-        (run_dir->path() / ("worker-" + std::to_string(i) + ".json")).string(),
-        "--metrics-port",
-        "0",
-        "--seed",
-        std::to_string(args.seed),
-        "--log-level",
-        args.log_level};
-    if (model.random_weights) argv.insert(argv.end(), {"--weights", "random"});
-    if (args.num_blocks > 0)
-      argv.insert(argv.end(), {"--num-blocks", std::to_string(args.num_blocks)});
-    StatusOr<std::unique_ptr<Child>> child = Child::Start(
-        std::string(kWorkerBinary) + " " + std::to_string(i), argv, signals.previous());
-    if (!child.ok()) return abort_startup(child.status());
-    cluster.workers.push_back(std::move(child).value());
+    DaemonSpec spec;
+    spec.name = "worker-" + std::to_string(i);
+    spec.role = DaemonSpec::Role::kWorker;
+    spec.argv = [&args, model, worker_bin, i, worker_ports, run_path] {
+      return WorkerArgv(args, model, worker_bin, i, (*worker_ports)[i],
+                        run_path / ("worker-" + std::to_string(i) + ".json"));
+    };
+    if (Status s = daemons.Add(std::move(spec)); !s.ok()) return abort_startup(s);
   }
 
   std::string worker_list;
-  nlohmann::json worker_ports = nlohmann::json::array();
+  nlohmann::json worker_port_json = nlohmann::json::array();
   for (int i = 0; i < args.workers; ++i) {
-    const std::string who = cluster.workers[i]->name();
+    const std::string who = "worker-" + std::to_string(i);
     nlohmann::json ports;
     StatusOr<WaitEnd> end =
-        WaitForPortFile(run_dir->path() / ("worker-" + std::to_string(i) + ".json"), who, cluster,
-                        signals, deadline, &ports);
+        WaitForPortFile(run_path / (who + ".json"), who, daemons, signals, deadline, &ports);
     if (!end.ok() || *end == WaitEnd::kInterrupted) return abort_startup(end);
     StatusOr<int> grpc_port = PortField(ports, "grpc_port", who);
     if (!grpc_port.ok()) return abort_startup(grpc_port.status());
+    StatusOr<int> metrics_port = PortField(ports, "metrics_port", who);
+    if (!metrics_port.ok()) return abort_startup(metrics_port.status());
+    (*worker_ports)[i] = Ports{.grpc = *grpc_port, .metrics = *metrics_port};
     worker_list += (i ? "," : "") + std::string("127.0.0.1:") + std::to_string(*grpc_port);
-    worker_ports.push_back(ports);
+    worker_port_json.push_back(ports);
   }
 
-  const fs::path frontend_port_file = run_dir->path() / "frontend.json";
-  std::vector<std::string> argv = {frontend_bin.string(),
-                                   "--model",
-                                   model.model_dir.string(),
-                                   "--workers",
-                                   worker_list,
-                                   "--host",
-                                   args.host,
-                                   "--port",
-                                   std::to_string(args.port),
-                                   "--port-file",
-                                   frontend_port_file.string(),
-                                   "--served-model-name",
-                                   model.model_name,
-                                   "--log-level",
-                                   args.log_level};
-  const int grpc_port = args.grpc_port >= 0 ? args.grpc_port : args.port == 0 ? 0 : 8001;
-  argv.insert(argv.end(), {"--grpc-port", std::to_string(grpc_port)});
-  if (!args.api_key.empty()) argv.insert(argv.end(), {"--api-key", args.api_key});
-  if (!args.router_mode.empty()) argv.insert(argv.end(), {"--router-mode", args.router_mode});
+  auto frontend_ports = std::make_shared<Ports>();
+  const fs::path frontend_port_file = run_path / "frontend.json";
+  DaemonSpec frontend;
+  frontend.name = "frontend";
+  frontend.role = DaemonSpec::Role::kFrontend;
+  frontend.argv = [&args, model, frontend_bin, worker_list, frontend_ports, frontend_port_file] {
+    return FrontendArgv(args, model, frontend_bin, worker_list, *frontend_ports,
+                        frontend_port_file);
+  };
+  if (model.api_key) frontend.env.emplace_back(kApiKeyEnv, *model.api_key);
   spdlog::info("starting frontend workers={} host={} port={}", worker_list, args.host, args.port);
-  StatusOr<std::unique_ptr<Child>> frontend =
-      Child::Start(kFrontendBinary, argv, signals.previous());
-  if (!frontend.ok()) return abort_startup(frontend.status());
-  cluster.frontend = std::move(frontend).value();
+  if (Status s = daemons.Add(std::move(frontend)); !s.ok()) return abort_startup(s);
 
-  nlohmann::json frontend_ports;
-  StatusOr<WaitEnd> end = WaitForPortFile(frontend_port_file, kFrontendBinary, cluster, signals,
-                                          deadline, &frontend_ports);
+  nlohmann::json frontend_json;
+  StatusOr<WaitEnd> end =
+      WaitForPortFile(frontend_port_file, "frontend", daemons, signals, deadline, &frontend_json);
   if (!end.ok() || *end == WaitEnd::kInterrupted) return abort_startup(end);
-  StatusOr<int> http_port = PortField(frontend_ports, "http_port", kFrontendBinary);
+  StatusOr<int> http_port = PortField(frontend_json, "http_port", "frontend");
   if (!http_port.ok()) return abort_startup(http_port.status());
+  StatusOr<int> grpc_port = PortField(frontend_json, "grpc_port", "frontend");
+  if (!grpc_port.ok()) return abort_startup(grpc_port.status());
+  *frontend_ports = Ports{.grpc = *grpc_port, .http = *http_port};
   const std::string connect_host = ConnectHost(args.host);
-  end = WaitForHealth(connect_host, *http_port, args.api_key, cluster, signals, deadline);
+  end = WaitForHealth(connect_host, *http_port, daemons, signals, deadline);
   if (!end.ok() || *end == WaitEnd::kInterrupted) return abort_startup(end);
+  run_dir.reset();  // Nothing reads the port files any more.
 
   if (!args.port_file.empty()) {
     nlohmann::json ports = {{"http_port", *http_port},
+                            {"grpc_port", *grpc_port},
                             {"model", model.model_name},
                             {"model_dir", model.model_dir.string()},
                             {"pid", static_cast<int>(::getpid())},
-                            {"workers", worker_ports}};
-    if (frontend_ports.contains("grpc_port")) ports["grpc_port"] = frontend_ports["grpc_port"];
-    Status written = WritePortFile(args.port_file, ports.dump() + "\n");
+                            {"workers", worker_port_json}};
+    Status written = WriteFileAtomically(args.port_file, ports.dump() + "\n");
     if (!written.ok()) return abort_startup(written.WithContext("--port-file"));
   }
   std::printf("tandem serve ready: http://%s:%d/v1 (model %s, %d worker%s)\n",
@@ -625,17 +489,23 @@ StatusOr<int> Serve(const ServeArgs& args, const BlockedSignals& signals) {
   std::fflush(stdout);
 
   while (true) {
-    const int sig = signals.Wait(std::chrono::milliseconds(500));
+    const int sig = signals.Wait(std::chrono::milliseconds(200));
     if (IsStopSignal(sig)) {
-      spdlog::info("stopping signal={}", strsignal(sig));
-      const bool clean = cluster.Stop(signals, drain);
-      spdlog::info("stopped clean={}", clean);
+      spdlog::info("stopping signal={} drain_timeout_s={}", Quoted(strsignal(sig)),
+                   Number(args.drain_timeout_s));
+      const bool clean = daemons.Stop(stop_timeout);
+      if (clean) {
+        spdlog::info("stopped clean=true");
+      } else {
+        spdlog::error("stopped clean=false reason={}",
+                      Quoted("a daemon failed to stop cleanly, or the frontend cut requests at "
+                             "the drain deadline (see above)"));
+      }
       return clean ? 0 : 1;
     }
-    if (Child* dead = cluster.FindExited(); dead != nullptr) {
-      spdlog::error("child exited unexpectedly name={} pid={} status={}; stopping the others",
-                    dead->name(), dead->pid(), dead->DescribeExit());
-      cluster.Stop(signals, drain);
+    if (Status s = daemons.Tick(); !s.ok()) {
+      spdlog::error("cannot serve any more, stopping error={}", Quoted(s.message()));
+      daemons.Stop(stop_timeout);
       return 1;
     }
   }
@@ -643,42 +513,139 @@ StatusOr<int> Serve(const ServeArgs& args, const BlockedSignals& signals) {
 
 }  // namespace
 
-std::function<int()> AddServeCommand(CLI::App& app) {
+std::function<int()> AddServeCommand(CLI::App& app, int argc, char** argv) {
   auto args = std::make_shared<ServeArgs>();
   CLI::App* serve = app.add_subcommand(
       "serve", "Serve a model with the OpenAI API: a frontend and N workers on this machine");
-  serve->add_option("--model", args->model,
-                    "Hugging Face model directory (default: a small demo model with random "
-                    "weights)");
-  serve->add_option("--workers", args->workers, "Worker daemons to start (default 1)");
-  serve->add_option("--host", args->host, "Address the HTTP API binds (default 127.0.0.1)");
-  serve->add_option("--port", args->port, "HTTP port (default 8000; 0 picks a free one)");
-  serve->add_option("--grpc-port", args->grpc_port,
-                    "gRPC Inference port (default 8001; 0 picks a free one, the default with "
-                    "--port 0)");
-  serve->add_option("--port-file", args->port_file,
-                    "Once ready, write {\"http_port\", ...} as JSON to this file");
-  serve->add_option("--api-key", args->api_key, "Require this Bearer token on the HTTP API");
-  serve->add_option("--served-model-name", args->served_model_name,
-                    "Model name in the API (default: the directory's name; demo for the demo)");
-  serve->add_option("--seed", args->seed, "Seed of random weights (default 0)");
-  serve->add_option("--weights", args->weights,
-                    "checkpoint (default with --model) or random (the demo's only choice)");
-  serve->add_option("--state-dir", args->state_dir,
-                    "Where serve keeps its files, e.g. the demo model in STATE/demo (default "
-                    "$XDG_CACHE_HOME/tandem or ~/.cache/tandem)");
-  serve->add_option("--router-mode", args->router_mode,
-                    "Worker selection: round-robin or least-loaded (frontend's default)");
-  serve->add_option("--num-blocks", args->num_blocks,
-                    "KV blocks per worker (default: the worker's)");
-  serve->add_option("--startup-timeout", args->startup_timeout_s,
-                    "Seconds the daemons have to become ready (default 120)");
-  serve->add_option("--drain-timeout", args->drain_timeout_s,
-                    "Seconds each daemon has to drain on stop before it is killed (default 60)");
-  serve->add_option("--log-level", args->log_level,
-                    "trace|debug|info (default)|warn|error|off, for serve and its daemons");
-  return [args]() {
-    if (Status s = InitLogging(args->log_level); !s.ok()) {
+  serve->option_defaults()->always_capture_default();
+  ServeArgs& a = *args;
+  // Model and cluster.
+  serve
+      ->add_option("--model", a.model,
+                   "Hugging Face model directory (empty: a small demo model with random "
+                   "weights)")
+      ->group("Model");
+  serve
+      ->add_option("--served-model-name", a.served_model_name,
+                   "Model name in the API (empty: the directory's name; demo for the demo)")
+      ->group("Model");
+  serve
+      ->add_option("--weights", a.weights,
+                   "checkpoint (empty: checkpoint with --model) or random (the demo's only "
+                   "choice)")
+      ->group("Model");
+  serve->add_option("--seed", a.seed, "Seed of random weights")->group("Model");
+  serve
+      ->add_option("--state-dir", a.state_dir,
+                   "Where serve keeps its files, e.g. the demo model in STATE/demo (empty: "
+                   "$XDG_CACHE_HOME/tandem or ~/.cache/tandem)")
+      ->group("Model");
+  // Workers.
+  const char* kWorkers = "Workers";
+  serve->add_option("--workers", a.workers, "Worker daemons to start")->group(kWorkers);
+  serve->add_option("--backend", a.backend, "Engine backend: cpu or cuda")->group(kWorkers);
+  serve->add_option("--block-size", a.block_size, "Tokens per KV block")->group(kWorkers);
+  serve->add_option("--num-blocks", a.num_blocks, "KV blocks per worker (0: from --kv-cache-size)")
+      ->group(kWorkers);
+  serve->add_option("--kv-cache-size", a.kv_cache_size, "KV pool budget per worker")
+      ->group(kWorkers);
+  serve->add_option("--max-num-seqs", a.max_num_seqs, "Sequences per batch")->group(kWorkers);
+  serve->add_option("--max-num-batched-tokens", a.max_num_batched_tokens, "Tokens per step")
+      ->group(kWorkers);
+  serve->add_flag("--no-prefix-caching", a.no_prefix_caching, "Do not reuse cached prompt blocks")
+      ->group(kWorkers);
+  serve
+      ->add_option("--host-cache-blocks", a.host_cache_blocks,
+                   "Host-memory KV tier (G2) per worker, in blocks (0: off)")
+      ->check(CLI::NonNegativeNumber)
+      ->group(kWorkers);
+  serve
+      ->add_option("--disk-cache-path", a.disk_cache_path,
+                   "Disk KV tier (G3) file; with several workers, worker i uses PATH.i")
+      ->group(kWorkers);
+  serve
+      ->add_option("--disk-cache-blocks", a.disk_cache_blocks,
+                   "Disk KV tier (G3) per worker, in blocks (0: off)")
+      ->check(CLI::NonNegativeNumber)
+      ->group(kWorkers);
+  serve
+      ->add_option("--disk-cache-admit-after-reuses", a.disk_cache_admit_after_reuses,
+                   "Write a block to disk once reused this often (0: every block)")
+      ->check(CLI::NonNegativeNumber)
+      ->group(kWorkers);
+  // Frontend.
+  const char* kFrontend = "Frontend";
+  serve->add_option("--host", a.host, "Address the HTTP and gRPC APIs bind")->group(kFrontend);
+  serve->add_option("--port", a.port, "HTTP port (0 picks a free one)")->group(kFrontend);
+  serve
+      ->add_option("--grpc-port", a.grpc_port,
+                   "gRPC Inference port (-1: 8001, or a free one with --port 0)")
+      ->group(kFrontend);
+  serve
+      ->add_option("--api-key", a.api_key,
+                   "Require 'Authorization: Bearer KEY' on /v1 and gRPC (visible in ps: prefer "
+                   "--api-key-file or $TANDEM_API_KEY)")
+      ->group(kFrontend);
+  serve->add_option("--api-key-file", a.api_key_file, "Read the API key from this file")
+      ->group(kFrontend);
+  serve
+      ->add_option("--router-mode", a.router_mode,
+                   "Worker selection: round-robin or "
+                   "least-loaded")
+      ->group(kFrontend);
+  serve->add_option("--max-body-size", a.max_body_size, "Largest request body; larger: 413")
+      ->group(kFrontend);
+  serve
+      ->add_option("--max-connections", a.max_connections,
+                   "Open HTTP connections at most, beyond: 503 (0: from the open-file limit)")
+      ->group(kFrontend);
+  serve
+      ->add_option("--keep-alive-timeout", a.keep_alive_timeout_s,
+                   "Seconds an idle keep-alive connection stays open")
+      ->group(kFrontend);
+  serve
+      ->add_option("--header-timeout", a.header_timeout_s,
+                   "Seconds a client has to send a request header")
+      ->group(kFrontend);
+  serve->add_option("--body-timeout", a.body_timeout_s, "Seconds a client has to send a body")
+      ->group(kFrontend);
+  serve
+      ->add_option("--worker-stall-timeout", a.worker_stall_timeout_s,
+                   "Seconds without a load report before a worker is taken out of routing and "
+                   "its requests fail")
+      ->group(kFrontend);
+  serve
+      ->add_option("--request-progress-timeout", a.request_progress_timeout_s,
+                   "Seconds a request may wait for its worker's next message (0: forever)")
+      ->group(kFrontend);
+  // serve.
+  const char* kServe = "Serve";
+  serve
+      ->add_option("--port-file", a.port_file,
+                   "Once ready, write {\"http_port\", \"grpc_port\", ...} as JSON to this file")
+      ->group(kServe);
+  serve
+      ->add_option("--startup-timeout", a.startup_timeout_s,
+                   "Seconds the daemons have to become ready")
+      ->group(kServe);
+  serve
+      ->add_option("--drain-timeout", a.drain_timeout_s,
+                   "Seconds requests in flight get on stop; the rest end with an error")
+      ->group(kServe);
+  serve
+      ->add_option("--max-restarts", a.max_restarts,
+                   "Restarts in a row before a failing daemon is given up (0: none)")
+      ->group(kServe);
+  serve
+      ->add_option("--log-level", a.log_level,
+                   "trace|debug|info|warn|error|off, for serve and its daemons")
+      ->group(kServe);
+  serve->add_option("--log-format", a.log_format, "text | json, for serve and its daemons")
+      ->group(kServe);
+  return [args, argc, argv]() {
+    HideArgValue(argc, argv, "--api-key");
+    if (std::getenv("TANDEM_LOG_NAME") == nullptr) ::setenv("TANDEM_LOG_NAME", "serve", 1);
+    if (Status s = InitLogging(args->log_level, args->log_format); !s.ok()) {
       std::fprintf(stderr, "tandem serve: error: %s\n", s.message().c_str());
       return 2;
     }

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -15,6 +16,8 @@
 #include <fstream>
 #include <future>
 #include <system_error>
+
+#include "common/logging.h"
 
 namespace tandem {
 namespace {
@@ -87,13 +90,13 @@ void TerminationSignals::Loop() {
     std::unique_lock<std::mutex> lock(mu_);
     if (stopping_) return;
     if (signal_ != 0) {
-      spdlog::warn("second signal, exiting now signal={}", strsignal(sig));
+      spdlog::warn("second signal, exiting now signal={}", Quoted(strsignal(sig)));
       spdlog::default_logger()->flush();
       _exit(1);
     }
     signal_ = sig;
     lock.unlock();
-    spdlog::info("signal received, draining signal={}", strsignal(sig));
+    spdlog::info("signal received, draining signal={}", Quoted(strsignal(sig)));
     cv_.notify_all();
   }
 }
@@ -131,9 +134,30 @@ Status WritePortFile(const std::string& path,
 void ReexecWithPassiveOpenMp(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
   ::setenv("OMP_WAIT_POLICY", "passive", /*overwrite=*/0);
-  ::execv("/proc/self/exe", argv);
+  // The kernel names a process after the file it executes: through /proc/self/exe every daemon
+  // would be called "exe". The link's target keeps the name.
+  char path[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
+  if (n <= 0) {
+    std::fprintf(stderr, "warning: cannot read /proc/self/exe: %s\n", std::strerror(errno));
+    return;
+  }
+  path[n] = '\0';
+  ::execv(path, argv);
   std::fprintf(stderr, "warning: cannot re-execute with OMP_WAIT_POLICY=passive: %s\n",
                std::strerror(errno));
+}
+
+uint64_t RaiseOpenFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  return limit.rlim_cur == RLIM_INFINITY ? uint64_t{1} << 20
+                                         : static_cast<uint64_t>(limit.rlim_cur);
 }
 
 }  // namespace tandem

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -49,7 +50,13 @@ class TerminationSignals {
 // RPC threads. libgomp reads OMP_WAIT_POLICY once, when it loads, so a daemon whose environment
 // does not set it re-executes itself with OMP_WAIT_POLICY=passive. Call first thing in main;
 // returns only when no re-execution was needed (or it failed, which is logged to stderr).
+// The process is re-executed through the binary's real path (not /proc/self/exe), so it keeps
+// its name for ps -C, pgrep and ss.
 void ReexecWithPassiveOpenMp(char** argv);
+
+// Raises the soft limit on open files to the hard limit (a server holds a descriptor per
+// connection) and returns the soft limit now in force.
+uint64_t RaiseOpenFileLimit();
 
 void NotifyReady(const std::string& status);
 void NotifyStopping();

@@ -6,6 +6,7 @@
 #include <random>
 #include <string>
 
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "engine/rope.h"
 
@@ -249,6 +250,7 @@ void LlmEngine::Loop() {
         out.finish_reason = FinishReason::kCancelled;
         out.prompt_tokens = seq->num_prompt;
         out.cached_prompt_tokens = seq->cached_prompt_tokens;
+        out.queue_seconds = seq->queue_seconds;
         seq->stream->Push(std::move(out));
       }
     }
@@ -280,6 +282,7 @@ void LlmEngine::Finish(Sequence* seq, FinishReason reason, Status error) {
   out.error = std::move(error);
   out.prompt_tokens = seq->num_prompt;
   out.cached_prompt_tokens = seq->cached_prompt_tokens;
+  out.queue_seconds = seq->queue_seconds;
   if (seq->num_output() == 0) queued_prefill_tokens_ -= seq->num_prompt;
   std::unique_ptr<Sequence> owned = scheduler_->Remove(seq->id);
   owned->stream->Push(std::move(out));
@@ -326,7 +329,7 @@ void LlmEngine::Step() {
   Status status = runner_->Execute(steps, &results);
   ++steps_;
   if (!status.ok()) {
-    spdlog::error("engine step failed error=\"{}\" sequences={}", status.ToString(),
+    spdlog::error("engine step failed error={} sequences={}", Quoted(status.ToString()),
                   plan.scheduled.size());
     for (const ScheduledSequence& s : plan.scheduled) Finish(s.seq, FinishReason::kError, status);
     return;
@@ -394,6 +397,7 @@ bool LlmEngine::Postprocess(const ScheduledSequence& s, SequenceResult& result) 
   }
   out.prompt_tokens = seq->num_prompt;
   out.cached_prompt_tokens = seq->cached_prompt_tokens;
+  out.queue_seconds = seq->queue_seconds;
   if (reason == FinishReason::kNone) {
     seq->stream->Push(std::move(out));
     return false;

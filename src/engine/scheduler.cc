@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 
+#include "common/logging.h"
 #include "common/status_macros.h"
 
 namespace tandem::engine {
@@ -111,7 +113,7 @@ void Scheduler::CollectOffloads(bool wait) {
   if (done.ok()) {
     pool_->Release(*done);
   } else {
-    spdlog::warn("kv offload failed error=\"{}\"", done.status().ToString());
+    spdlog::warn("kv offload failed error={}", Quoted(done.status().ToString()));
   }
 }
 
@@ -177,6 +179,8 @@ SchedulerOutput Scheduler::Schedule() {
     }
     if (!seq->admitted_once) {
       seq->admitted_once = true;
+      seq->queue_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - seq->submitted).count();
       seq->cached_prompt_tokens = std::min(seq->num_computed, seq->num_prompt);
     }
     out.scheduled.push_back({seq, n});
@@ -210,8 +214,8 @@ void Scheduler::OnStepDone(const SchedulerOutput& output) {
       pool_->Retain(offloaded->in_flight);
       pool_->Release(offloaded->finished);
     } else {
-      spdlog::warn("kv offload failed blocks={} error=\"{}\"", completed.size(),
-                   offloaded.status().ToString());
+      spdlog::warn("kv offload failed blocks={} error={}", completed.size(),
+                   Quoted(offloaded.status().ToString()));
     }
   }
 }

@@ -3,6 +3,7 @@
 // Thread safety: owned by the engine thread; only `stream` is shared with the caller.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -36,6 +37,8 @@ struct Sequence {
   int prompt_logits_rows = 0;    // Prompt positions whose logits were collected (kAll).
   std::vector<float> prompt_logits;
   bool admitted_once = false;
+  std::chrono::steady_clock::time_point submitted = std::chrono::steady_clock::now();
+  double queue_seconds = 0;      // From `submitted` to the first admission.
   bool tiers_checked = false;    // its prefix was looked up on the host and disk tiers
 
   int num_output() const { return static_cast<int>(tokens.size()) - num_prompt; }

@@ -3,18 +3,48 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <future>
 
 #include "common/lifecycle.h"
+#include "common/logging.h"
 
 namespace tandem::frontend {
 
+namespace {
+
+constexpr char kInferenceService[] = "tandem.v1.Inference";
+
+// Connections the open-file limit leaves room for, keeping some descriptors for gRPC, the
+// workers' channels and logs.
+int ConnectionsForFileLimit(uint64_t limit) {
+  const uint64_t reserve = std::min<uint64_t>(256, limit / 2);
+  return static_cast<int>(std::clamp<uint64_t>(limit - reserve, 1, 1 << 16));
+}
+
+}  // namespace
+
 StatusOr<std::unique_ptr<Frontend>> Frontend::Create(const FrontendOptions& options) {
   if (options.http_threads < 1) return InvalidArgumentError("--http-threads must be at least 1");
-  if (options.drain_timeout_s < 0) return InvalidArgumentError("--drain-timeout-s must be >= 0");
+  if (options.drain_timeout_s < 0) return InvalidArgumentError("--drain-timeout must be >= 0");
   if (options.max_body_size < 1) return InvalidArgumentError("--max-body-size must be positive");
+  if (options.max_connections < 0) {
+    return InvalidArgumentError("--max-connections must be >= 0 (0: from the open-file limit)");
+  }
+  if (options.keep_alive_timeout_s < 1 || options.header_timeout_s < 1 ||
+      options.body_timeout_s < 1) {
+    return InvalidArgumentError(
+        "--keep-alive-timeout, --header-timeout and --body-timeout must be at least 1 s");
+  }
+  if (options.worker_stall_timeout_s <= 0) {
+    return InvalidArgumentError("--worker-stall-timeout must be positive");
+  }
+  if (options.request_progress_timeout_s < 0) {
+    return InvalidArgumentError("--request-progress-timeout must be >= 0 (0: no deadline)");
+  }
   std::unique_ptr<Frontend> f(new Frontend(options));
   auto model = ServedModel::Load(options.model_dir, options.served_model_name);
   if (!model.ok()) return model.status();
@@ -23,6 +53,10 @@ StatusOr<std::unique_ptr<Frontend>> Frontend::Create(const FrontendOptions& opti
   WorkerPoolOptions pool_options;
   pool_options.endpoints = options.workers;
   pool_options.router_mode = options.router_mode;
+  pool_options.stall_timeout_ms = static_cast<int>(options.worker_stall_timeout_s * 1000);
+  pool_options.progress_timeout_ms = static_cast<int>(options.request_progress_timeout_s * 1000);
+  Frontend* raw = f.get();
+  pool_options.on_up_changed = [raw](size_t up) { raw->UpdateHealth(up); };
   auto pool = WorkerPool::Create(pool_options);
   if (!pool.ok()) return pool.status();
   f->pool_ = std::move(pool).value();
@@ -33,11 +67,31 @@ StatusOr<std::unique_ptr<Frontend>> Frontend::Create(const FrontendOptions& opti
   http_options.host = options.host;
   http_options.port = options.port;
   http_options.max_body_size = options.max_body_size;
+  const uint64_t file_limit = RaiseOpenFileLimit();
+  const int fitting = ConnectionsForFileLimit(file_limit);
+  http_options.max_connections = options.max_connections > 0 ? options.max_connections : fitting;
+  if (options.max_connections > fitting) {
+    spdlog::warn(
+        "max connections exceed what the open-file limit leaves room for max_connections={} "
+        "open_file_limit={} fitting={}",
+        options.max_connections, file_limit, fitting);
+  }
+  http_options.keep_alive_timeout_s = options.keep_alive_timeout_s;
+  http_options.header_timeout_s = options.header_timeout_s;
+  http_options.body_timeout_s = options.body_timeout_s;
+  FrontendMetrics* metrics = f->metrics_.get();
+  http_options.on_connections = [metrics](int open) { metrics->open_connections().Set(open); };
+  http_options.on_refused = [metrics] { metrics->refused_connections().Increment(); };
   auto http = HttpServer::Create(f->io_, http_options, *f->api_);
   if (!http.ok()) return http.status();
   f->http_ = std::move(http).value();
+  spdlog::info(
+      "http limits max_connections={} open_file_limit={} keep_alive_s={} header_s={} "
+      "body_s={}",
+      http_options.max_connections, file_limit, http_options.keep_alive_timeout_s,
+      http_options.header_timeout_s, http_options.body_timeout_s);
 
-  f->inference_ = std::make_unique<InferenceService>(context, f->io_);
+  f->inference_ = std::make_unique<InferenceService>(context, f->io_, options.api_key);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   const std::string grpc_address = (options.host.find(':') != std::string::npos
@@ -50,6 +104,12 @@ StatusOr<std::unique_ptr<Frontend>> Frontend::Create(const FrontendOptions& opti
   if (f->grpc_server_ == nullptr || f->grpc_port_ == 0) {
     return UnavailableError("cannot listen for gRPC on " + grpc_address);
   }
+  {
+    // Not serving until Run starts; the pool's reports from now on set it.
+    std::lock_guard lock(f->health_mu_);
+    f->health_ready_ = true;
+  }
+  f->UpdateHealth(f->pool_->num_up());
   if (!options.port_file.empty()) {
     Status s = f->WritePortFile();
     if (!s.ok()) return s;
@@ -58,9 +118,23 @@ StatusOr<std::unique_ptr<Frontend>> Frontend::Create(const FrontendOptions& opti
 }
 
 Frontend::~Frontend() {
+  {
+    // The pool reports workers going down while it stops; the server is gone by then.
+    std::lock_guard lock(health_mu_);
+    health_ready_ = false;
+  }
   if (grpc_server_) grpc_server_->Shutdown(std::chrono::system_clock::now());
   io_.stop();
   for (auto& t : threads_) t.join();
+}
+
+void Frontend::UpdateHealth(size_t workers_up) {
+  std::lock_guard lock(health_mu_);
+  if (!health_ready_) return;
+  const bool serving = workers_up > 0 && running_ && !draining_;
+  grpc::HealthCheckServiceInterface* health = grpc_server_->GetHealthCheckService();
+  health->SetServingStatus("", serving);
+  health->SetServingStatus(kInferenceService, serving);
 }
 
 Status Frontend::WritePortFile() const {
@@ -78,39 +152,55 @@ Status Frontend::Run() {
   });
   auto work = boost::asio::make_work_guard(io_);
   for (int i = 0; i < options_.http_threads; ++i) threads_.emplace_back([this] { io_.run(); });
-  grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  running_ = true;
+  UpdateHealth(pool_->num_up());
   spdlog::info("frontend ready model={} http={}:{} grpc_port={} workers={} router={}",
-               model_->name(), options_.host, http_->port(), grpc_port_, options_.workers.size(),
-               options_.router_mode);
+               Quoted(model_->name()), options_.host, http_->port(), grpc_port_,
+               options_.workers.size(), options_.router_mode);
   NotifyReady("serving");
 
   const int sig = signalled.get_future().get();
-  spdlog::info("frontend draining signal={} timeout_s={}", sig, options_.drain_timeout_s);
+  using Clock = std::chrono::steady_clock;
+  const auto drain = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(options_.drain_timeout_s));
+  const auto deadline = Clock::now() + drain;
+  spdlog::info("frontend draining signal={} requests_in_flight={} timeout_s={}", strsignal(sig),
+               pool_->in_flight(), options_.drain_timeout_s);
   NotifyStopping();
+  draining_ = true;
+  UpdateHealth(pool_->num_up());
   api_->StopAdmitting();
   inference_->StopAdmitting();
   http_->StartDraining();
-  grpc_server_->GetHealthCheckService()->SetServingStatus(false);
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(options_.drain_timeout_s);
-  auto in_flight = [this] {
-    return http_->busy() + static_cast<int>(metrics_->active_requests().Value());
-  };
-  while (in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+  auto idle = [this] { return pool_->in_flight() == 0 && http_->busy() == 0; };
+  while (!idle() && Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  const int left = in_flight();
-  // gRPC streams still open get until the deadline too, then are cancelled.
-  grpc_server_->Shutdown(std::chrono::system_clock::now() +
-                         std::max(std::chrono::steady_clock::duration::zero(),
-                                  deadline - std::chrono::steady_clock::now()));
+  int cut = 0;
+  if (pool_->in_flight() > 0) {
+    // Every stream still open ends with an error event and [DONE] (gRPC: UNAVAILABLE), so no
+    // client is left with a response cut without a word.
+    cut = pool_->FailAll(UnavailableError(
+        "the server is shutting down: the request did not finish within the drain deadline "
+        "of " +
+        fmt::format("{:g}", options_.drain_timeout_s) + " s"));
+    spdlog::warn("drain deadline passed, ending requests requests={}", cut);
+    const auto grace = Clock::now() + std::chrono::seconds(5);
+    while (!idle() && Clock::now() < grace) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  // gRPC calls have ended (or were cut above); what is left is cancelled now.
+  grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   work.reset();
   io_.stop();
   for (auto& t : threads_) t.join();
   threads_.clear();
-  if (left > 0) {
-    return DeadlineExceededError("drain deadline passed with " + std::to_string(left) +
-                                 " requests in flight");
+  if (cut > 0) {
+    return DeadlineExceededError(std::to_string(cut) + " requests were cut at the drain deadline");
+  }
+  if (!idle()) {
+    return DeadlineExceededError("responses were still being written at the drain deadline");
   }
   spdlog::info("frontend stopped");
   return OkStatus();

@@ -1,13 +1,19 @@
 // Frontend: tandem-frontend assembled: the served model (tokenizer, chat template), the worker
 // pool and router, the OpenAI HTTP server, the gRPC Inference and Health services, metrics, and
 // the lifecycle: sd_notify READY once listening; on SIGTERM/SIGINT stop accepting, let requests
-// in flight finish within the drain deadline, sd_notify STOPPING, return.
+// in flight finish within the drain deadline, end the rest with an error (an SSE error event and
+// [DONE], a gRPC UNAVAILABLE status), sd_notify STOPPING, return.
+//
+// gRPC health reports the overall server ("") and "tandem.v1.Inference" alike, and agrees with
+// GET /health: SERVING while a worker is up and the server admits requests.
 //
 // Thread safety: Create and Run are called from the main thread; Run blocks until drained.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -36,11 +42,19 @@ struct FrontendOptions {
   std::vector<std::string> workers;  // Worker gRPC endpoints (static discovery).
   std::string model_dir;             // Tokenizer, chat template, generation_config.json.
   std::string served_model_name;     // Empty: the model directory's base name.
-  std::optional<std::string> api_key;  // Bearer key required on /v1 when set.
+  // Bearer key required on /v1 and on every tandem.v1.Inference call when set.
+  std::optional<std::string> api_key;
   std::string router_mode = "round-robin";
   uint64_t max_body_size = 1 << 20;  // Larger request bodies get 413.
-  int drain_timeout_s = 30;          // How long SIGTERM waits for requests in flight.
+  double drain_timeout_s = 30;       // How long SIGTERM waits for requests in flight.
   int http_threads = 2;              // Asio threads serving HTTP and request strands.
+  int max_connections = 0;           // Open HTTP connections at most; 0: from the open-file limit.
+  int keep_alive_timeout_s = 30;     // An HTTP connection idle this long between requests closes.
+  int header_timeout_s = 10;         // Time a client has to send a request header.
+  int body_timeout_s = 60;           // Time a client has to send a request body.
+  double worker_stall_timeout_s = 3;  // A worker silent this long leaves routing and health.
+  // A request with no message from its worker this long fails; 0: never.
+  double request_progress_timeout_s = 120;
 };
 
 class Frontend {
@@ -48,7 +62,8 @@ class Frontend {
   static StatusOr<std::unique_ptr<Frontend>> Create(const FrontendOptions& options);
   ~Frontend();
 
-  // Serves until SIGTERM/SIGINT, then drains. OK when every request finished in time.
+  // Serves until SIGTERM/SIGINT, then drains. OK when every request finished in time;
+  // DEADLINE_EXCEEDED when some had to be cut at the drain deadline.
   Status Run();
 
   uint16_t http_port() const { return http_->port(); }
@@ -57,6 +72,8 @@ class Frontend {
  private:
   explicit Frontend(const FrontendOptions& options) : options_(options) {}
   Status WritePortFile() const;
+  // Sets both health entries ("" and tandem.v1.Inference) from the workers up and draining.
+  void UpdateHealth(size_t workers_up);
 
   const FrontendOptions options_;
   std::unique_ptr<ServedModel> model_;
@@ -68,6 +85,10 @@ class Frontend {
   std::unique_ptr<InferenceService> inference_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int grpc_port_ = 0;
+  std::mutex health_mu_;       // Orders health updates from the pool and from Run.
+  bool health_ready_ = false;  // Guarded by health_mu_: the gRPC server is built.
+  std::atomic<bool> running_{false};
+  std::atomic<bool> draining_{false};
   std::vector<std::thread> threads_;
 };
 

@@ -4,6 +4,8 @@
 
 #include <utility>
 
+#include "common/logging.h"
+
 namespace tandem::frontend {
 
 const char* FinishReasonName(v1::FinishReason reason) {
@@ -21,52 +23,27 @@ StatusOr<std::shared_ptr<Generation>> Generation::Start(const GenerationContext&
                                                         GenerationInput input, Executor executor,
                                                         std::shared_ptr<GenerationSink> sink) {
   if (input.prompt_ids.empty()) return InvalidArgumentError("the prompt is empty");
-  std::optional<WorkerLease> lease = context.pool->Acquire();
+  std::shared_ptr<Generation> g(
+      new Generation(context, std::move(input), std::move(executor), std::move(sink)));
+  // Weak: the pool's registry holds the callback, and the Generation holds its lease.
+  std::weak_ptr<Generation> weak = g;
+  std::optional<WorkerLease> lease = context.pool->Acquire([weak](const Status& status) {
+    if (auto self = weak.lock()) self->executor_([self, status] { self->Abort(status); });
+  });
   if (!lease) return UnavailableError("no worker is available");
-  const v1::WorkerInfo& info = lease->info;
-  auto refuse = [&](Status s) {
-    context.pool->Release(lease->id);
+  g->lease_ = std::move(*lease);
+  if (Status s = g->CheckPrompt(); !s.ok()) {
+    context.pool->Release(g->lease_);
     return s;
-  };
-  if (info.vocab_size() > 0) {
-    for (int32_t id : input.prompt_ids) {
-      if (id < 0 || id >= info.vocab_size()) {
-        return refuse(InvalidArgumentError("token id " + std::to_string(id) +
-                                           " is outside the vocabulary (size " +
-                                           std::to_string(info.vocab_size()) + ")"));
-      }
-    }
   }
-  const int64_t prompt_len = static_cast<int64_t>(input.prompt_ids.size());
-  const int64_t context_len = info.max_model_len();
-  if (context_len > 0) {
-    if (prompt_len >= context_len) {
-      return refuse(InvalidArgumentError(
-          "This model's maximum context length is " + std::to_string(context_len) +
-          " tokens. However, your prompt has " + std::to_string(prompt_len) +
-          " tokens, which leaves no room for a completion. Please reduce the prompt."));
-    }
-    if (!input.sampling.has_max_tokens()) {
-      input.sampling.set_max_tokens(static_cast<int32_t>(context_len - prompt_len));
-    } else if (prompt_len + input.sampling.max_tokens() > context_len) {
-      return refuse(InvalidArgumentError(
-          "This model's maximum context length is " + std::to_string(context_len) +
-          " tokens. However, you requested " +
-          std::to_string(prompt_len + input.sampling.max_tokens()) + " tokens (" +
-          std::to_string(prompt_len) + " in the prompt, " +
-          std::to_string(input.sampling.max_tokens()) +
-          " for the completion). Please reduce the prompt or max_tokens."));
-    }
-  }
-  std::shared_ptr<Generation> g(new Generation(context, std::move(input), std::move(*lease),
-                                               std::move(executor), std::move(sink)));
   v1::GenerateRequest request;
   request.set_request_id(g->input_.request_id);
   request.mutable_prompt_tokens()->Add(g->input_.prompt_ids.begin(), g->input_.prompt_ids.end());
   *request.mutable_sampling() = g->input_.sampling;
   context.metrics->active_requests().Increment();
   spdlog::debug("request routed request_id={} worker={} prompt_tokens={}", g->request_id(),
-                g->lease_.address, prompt_len);
+                g->lease_.address, g->input_.prompt_ids.size());
+  g->call_start_ = std::chrono::steady_clock::now();
   // The callbacks hold the Generation until the call is done; they run on gRPC threads and
   // only hop onto the executor.
   g->call_ = GenerateCall::Start(
@@ -79,11 +56,43 @@ StatusOr<std::shared_ptr<Generation>> Generation::Start(const GenerationContext&
   return g;
 }
 
-Generation::Generation(const GenerationContext& context, GenerationInput input, WorkerLease lease,
-                       Executor executor, std::shared_ptr<GenerationSink> sink)
+Status Generation::CheckPrompt() {
+  const v1::WorkerInfo& info = lease_.info;
+  if (info.vocab_size() > 0) {
+    for (int32_t id : input_.prompt_ids) {
+      if (id < 0 || id >= info.vocab_size()) {
+        return InvalidArgumentError("token id " + std::to_string(id) +
+                                    " is outside the vocabulary (size " +
+                                    std::to_string(info.vocab_size()) + ")");
+      }
+    }
+  }
+  const int64_t prompt_len = static_cast<int64_t>(input_.prompt_ids.size());
+  const int64_t context_len = info.max_model_len();
+  if (context_len <= 0) return OkStatus();
+  if (prompt_len >= context_len) {
+    return InvalidArgumentError(
+        "This model's maximum context length is " + std::to_string(context_len) +
+        " tokens. However, your prompt has " + std::to_string(prompt_len) +
+        " tokens, which leaves no room for a completion. Please reduce the prompt.");
+  }
+  if (!input_.sampling.has_max_tokens()) {
+    input_.sampling.set_max_tokens(static_cast<int32_t>(context_len - prompt_len));
+  } else if (prompt_len + input_.sampling.max_tokens() > context_len) {
+    return InvalidArgumentError("This model's maximum context length is " +
+                                std::to_string(context_len) + " tokens. However, you requested " +
+                                std::to_string(prompt_len + input_.sampling.max_tokens()) +
+                                " tokens (" + std::to_string(prompt_len) + " in the prompt, " +
+                                std::to_string(input_.sampling.max_tokens()) +
+                                " for the completion). Please reduce the prompt or max_tokens.");
+  }
+  return OkStatus();
+}
+
+Generation::Generation(const GenerationContext& context, GenerationInput input, Executor executor,
+                       std::shared_ptr<GenerationSink> sink)
     : context_(context),
       input_(std::move(input)),
-      lease_(std::move(lease)),
       executor_(std::move(executor)),
       sink_(std::move(sink)),
       text_(context.model->tokenizer(), input_.skip_special_tokens, input_.prompt_ids,
@@ -96,10 +105,29 @@ void Generation::Cancel() {
   if (call_) call_->Cancel();
 }
 
+void Generation::Abort(const Status& status) {
+  if (finished_) return;
+  spdlog::warn("request ended request_id={} worker={} error={}", input_.request_id, lease_.address,
+               Quoted(status.ToString()));
+  if (call_) call_->Cancel();
+  GenerationResult result;
+  result.status = status;
+  result.finish_reason = v1::FINISH_REASON_ERROR;
+  Finish(std::move(result));
+}
+
 void Generation::OnResponse(const v1::GenerateResponse& response) {
   if (finished_) return;
+  lease_.in_flight->Touch();
   const auto now = std::chrono::steady_clock::now();
   const int n = response.tokens_size();
+  if (!queue_time_observed_ && (n > 0 || response.finished())) {
+    // Time before the worker started it: routing here, then the worker's own queue.
+    queue_time_observed_ = true;
+    context_.metrics->ObserveQueueTime(
+        std::chrono::duration<double>(call_start_ - input_.arrival).count() +
+        response.queue_seconds());
+  }
   if (n > 0) {
     if (!last_token_) {
       context_.metrics->ObserveTimeToFirstToken(
@@ -128,15 +156,25 @@ void Generation::OnResponse(const v1::GenerateResponse& response) {
     delta.text += text_.Finish();
   }
   if (!delta.text.empty() || !delta.tokens.empty()) sink_->OnDelta(std::move(delta));
-  if (reason != v1::FINISH_REASON_UNSPECIFIED) {
-    GenerationResult result;
-    result.finish_reason = reason;
-    Finish(std::move(result));
+  if (reason == v1::FINISH_REASON_UNSPECIFIED) return;
+  GenerationResult result;
+  result.finish_reason = reason;
+  // This side did not cancel it: the worker stopped it (draining, shutting down) or failed.
+  if (reason == v1::FINISH_REASON_CANCELLED) {
+    result.status =
+        UnavailableError("worker " + lease_.address + " stopped the request (it is shutting down)");
+  } else if (reason == v1::FINISH_REASON_ERROR) {
+    result.status = InternalError("worker " + lease_.address + " failed the request");
   }
+  if (!result.status.ok()) {
+    spdlog::warn("request failed on worker request_id={} worker={} error={}", input_.request_id,
+                 lease_.address, Quoted(result.status.ToString()));
+  }
+  Finish(std::move(result));
 }
 
 void Generation::OnDone(const grpc::Status& status) {
-  context_.pool->Release(lease_.id);
+  context_.pool->Release(lease_);
   context_.metrics->active_requests().Decrement();
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE && completion_tokens_ == 0) {
     context_.pool->MarkDown(lease_.id);
@@ -154,13 +192,15 @@ void Generation::OnDone(const grpc::Status& status) {
     result.status = Status(code, status.error_message());
     result.finish_reason = v1::FINISH_REASON_ERROR;
     spdlog::warn("request failed on worker request_id={} worker={} error={}", input_.request_id,
-                 lease_.address, result.status.ToString());
+                 lease_.address, Quoted(result.status.ToString()));
   }
   Finish(std::move(result));
 }
 
 void Generation::Finish(GenerationResult result) {
   finished_ = true;
+  context_.metrics->ObserveRequestDuration(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - input_.arrival).count());
   result.prompt_tokens = prompt_tokens();
   result.completion_tokens = completion_tokens_;
   std::shared_ptr<GenerationSink> sink = std::move(sink_);

@@ -2,7 +2,9 @@
 // checks the prompt against the worker's context, routes the request (WorkerPool), opens the
 // Worker.Generate stream, and turns the token batches that come back into text deltas
 // (TextStream: incremental detokenization, stop strings) for a GenerationSink. A stop string
-// cancels the call on the worker; so does Cancel (the client went away).
+// cancels the call on the worker; so does Cancel (the client went away). When the pool gives up
+// on the request (its worker went quiet, no progress within the deadline, the frontend's drain
+// deadline) the call is cancelled and the sink hears the error.
 //
 // Thread safety: everything after Start runs on the Executor given to Start, which must run
 // tasks one at a time in order (an Asio strand); Cancel must be called there too.
@@ -85,6 +87,8 @@ class Generation : public std::enable_shared_from_this<Generation> {
 
   // The client is gone: cancels the call on the worker; the sink hears nothing more.
   void Cancel();
+  // The pool gave up on the request: cancels the call; the sink's OnFinish gets `status`.
+  void Abort(const Status& status);
 
   const std::string& request_id() const { return input_.request_id; }
   int prompt_tokens() const { return static_cast<int>(input_.prompt_ids.size()); }
@@ -92,8 +96,10 @@ class Generation : public std::enable_shared_from_this<Generation> {
   int max_model_len() const { return lease_.info.max_model_len(); }
 
  private:
-  Generation(const GenerationContext& context, GenerationInput input, WorkerLease lease,
-             Executor executor, std::shared_ptr<GenerationSink> sink);
+  Generation(const GenerationContext& context, GenerationInput input, Executor executor,
+             std::shared_ptr<GenerationSink> sink);
+  // Checks the prompt against the worker's context (and fills in max_tokens).
+  Status CheckPrompt();
   void OnResponse(const v1::GenerateResponse& response);
   void OnDone(const grpc::Status& status);
   void Finish(GenerationResult result);
@@ -107,6 +113,8 @@ class Generation : public std::enable_shared_from_this<Generation> {
   std::shared_ptr<GenerateCall> call_;
   bool finished_ = false;
   int completion_tokens_ = 0;
+  bool queue_time_observed_ = false;
+  std::chrono::steady_clock::time_point call_start_;
   std::optional<std::chrono::steady_clock::time_point> last_token_;
 };
 

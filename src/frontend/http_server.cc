@@ -2,9 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <utility>
+
+#include "common/logging.h"
 
 namespace tandem::frontend {
 
@@ -18,9 +21,17 @@ std::string Hex(size_t n) {
 
 }  // namespace
 
-HttpSession::HttpSession(asio::ip::tcp::socket socket, HttpHandler& handler,
-                         HttpServerState& state, const HttpServerOptions& options)
-    : stream_(std::move(socket)), handler_(handler), state_(state), options_(options) {}
+HttpSession::HttpSession(asio::ip::tcp::socket socket, HttpHandler& handler, HttpServerState& state,
+                         const HttpServerOptions& options)
+    : stream_(std::move(socket)), handler_(handler), state_(state), options_(options) {
+  const int open = ++state_.connections;
+  if (options_.on_connections) options_.on_connections(open);
+}
+
+HttpSession::~HttpSession() {
+  const int open = --state_.connections;
+  if (options_.on_connections) options_.on_connections(open);
+}
 
 void HttpSession::Start() {
   asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadHeader(); });
@@ -35,7 +46,29 @@ void HttpSession::ReadHeader() {
   if (closed_) return;
   parser_.emplace();
   parser_->body_limit(options_.max_body_size);
-  stream_.expires_after(std::chrono::seconds(options_.idle_timeout_s));
+  if (buffer_.size() > 0) {  // Pipelined bytes of the next request are here already.
+    ReadHeaderBytes();
+    return;
+  }
+  // A new connection has the header timeout to start; a kept-alive one may idle longer.
+  stream_.expires_after(std::chrono::seconds(requests_ == 0 ? options_.header_timeout_s
+                                                            : options_.keep_alive_timeout_s));
+  stream_.async_read_some(
+      buffer_.prepare(4096),
+      [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnFirstBytes(ec, n); });
+}
+
+void HttpSession::OnFirstBytes(beast::error_code ec, size_t n) {
+  if (ec) {  // Idle too long, or the client closed: nothing was asked, nothing to answer.
+    Close();
+    return;
+  }
+  buffer_.commit(n);
+  ReadHeaderBytes();
+}
+
+void HttpSession::ReadHeaderBytes() {
+  stream_.expires_after(std::chrono::seconds(options_.header_timeout_s));
   http::async_read_header(stream_, buffer_, *parser_,
                           [self = shared_from_this()](beast::error_code ec, size_t) {
                             self->OnHeader(ec);
@@ -86,6 +119,7 @@ void HttpSession::Refuse(int status, std::string message) {
 }
 
 void HttpSession::ReadBody() {
+  stream_.expires_after(std::chrono::seconds(options_.body_timeout_s));
   http::async_read(stream_, buffer_, *parser_,
                    [self = shared_from_this()](beast::error_code ec, size_t) {
                      self->OnBody(ec);
@@ -108,6 +142,8 @@ void HttpSession::OnBody(beast::error_code ec) {
     return;
   }
   HttpRequest req = parser_->release();
+  ++requests_;
+  head_ = req.method() == http::verb::head;
   keep_alive_ = req.keep_alive() && !state_.draining.load();
   in_request_ = true;
   response_done_ = false;
@@ -162,7 +198,7 @@ void HttpSession::Reply(int status, std::string_view content_type, std::string b
   msg += keep_alive_ && !state_.draining.load() ? "Connection: keep-alive\r\n\r\n"
                                                 : "Connection: close\r\n\r\n";
   if (state_.draining.load()) keep_alive_ = false;
-  msg += body;
+  if (!head_) msg += body;
   response_done_ = true;
   Write(std::move(msg));
 }
@@ -310,18 +346,64 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(asio::io_context& io,
 }
 
 void HttpServer::Accept() {
-  acceptor_.async_accept(asio::make_strand(io_), [this](beast::error_code ec,
-                                                        asio::ip::tcp::socket socket) {
-    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-    if (!ec) {
-      beast::error_code ignored;
-      socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-      std::make_shared<HttpSession>(std::move(socket), handler_, state_, options_)->Start();
-    } else {
-      spdlog::warn("http accept failed error={}", ec.message());
+  acceptor_.async_accept(asio::make_strand(io_),
+                         [this](beast::error_code ec, asio::ip::tcp::socket socket) {
+                           OnAccept(ec, std::move(socket));
+                         });
+}
+
+void HttpServer::OnAccept(beast::error_code ec, asio::ip::tcp::socket socket) {
+  if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+  if (ec) {
+    // Out of descriptors (or memory): accepting again at once fails again at once. Wait, so the
+    // connections already open are served and close, and say so without flooding the log.
+    constexpr auto kMaxDelay = std::chrono::milliseconds(1000);
+    constexpr auto kLogEvery = std::chrono::seconds(10);
+    retry_delay_ = retry_delay_.count() == 0 ? std::chrono::milliseconds(10)
+                                             : std::min(retry_delay_ * 2, kMaxDelay);
+    ++errors_since_log_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_error_log_ >= kLogEvery) {
+      spdlog::warn("http accept failed error={} failures={} retry_ms={} open_connections={}",
+                   Quoted(ec.message()), errors_since_log_, retry_delay_.count(),
+                   state_.connections.load());
+      last_error_log_ = now;
+      errors_since_log_ = 0;
     }
-    Accept();
-  });
+    retry_timer_.expires_after(retry_delay_);
+    retry_timer_.async_wait([this](beast::error_code wait_ec) {
+      if (!wait_ec) Accept();
+    });
+    return;
+  }
+  retry_delay_ = std::chrono::milliseconds(0);
+  if (state_.connections.load() >= options_.max_connections) {
+    Refuse(std::move(socket));
+  } else {
+    beast::error_code ignored;
+    socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    std::make_shared<HttpSession>(std::move(socket), handler_, state_, options_)->Start();
+  }
+  Accept();
+}
+
+void HttpServer::Refuse(asio::ip::tcp::socket socket) {
+  static const std::string kResponse = [] {
+    const std::string body =
+        R"({"error":{"message":"too many connections; retry later","type":)"
+        R"("service_unavailable_error","param":null,"code":"too_many_connections"}})";
+    return "HTTP/1.1 503 Service Unavailable\r\nServer: tandem\r\nContent-Type: "
+           "application/json\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + body;
+  }();
+  if (options_.on_refused) options_.on_refused();
+  beast::error_code ignored;
+  // A fresh socket's send buffer takes the whole answer at once; what it does not take is lost,
+  // which a refused client survives.
+  socket.non_blocking(true, ignored);
+  socket.write_some(asio::buffer(kResponse), ignored);
+  socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
 }
 
 void HttpServer::StartDraining() {

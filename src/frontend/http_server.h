@@ -6,11 +6,19 @@
 // the session keeps a read open on the socket, so a client that hangs up mid-response is noticed
 // at once and the handler's disconnect callback runs (it cancels the generation).
 //
+// Limits that keep a flood of clients from starving the server: at most `max_connections` are
+// open (beyond it a connection gets a 503 and is closed at once); a connection must send its
+// request header within `header_timeout_s` of its first byte (and of connecting), its body within
+// `body_timeout_s`, and one idle between requests for `keep_alive_timeout_s` is closed. When
+// accept fails (out of file descriptors, say) the server waits before accepting again, from
+// 10 ms doubling to 1 s, and logs it at most every 10 s with the count of failures.
+//
 // Thread safety: HttpServer's methods run on any thread. An HttpSession's methods must run on
 // its strand: the handler is called there, and Post() gets back there from other threads.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -52,12 +60,19 @@ struct HttpServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8000;  // 0: ephemeral.
   uint64_t max_body_size = 1 << 20;
-  int idle_timeout_s = 300;  // A keep-alive connection idle this long is closed.
+  int max_connections = 1024;     // Open connections at most; more are refused with 503.
+  int keep_alive_timeout_s = 30;  // A connection idle this long between requests is closed.
+  int header_timeout_s = 10;      // Time to receive a request's header, from its first byte.
+  int body_timeout_s = 60;        // Time to receive a request's body, from its header.
+  // Runs when the number of open connections changes, and when one is refused.
+  std::function<void(int)> on_connections;
+  std::function<void()> on_refused;
 };
 
 // Counts shared by every session.
 struct HttpServerState {
   std::atomic<int> busy{0};  // Requests read and not yet fully answered.
+  std::atomic<int> connections{0};    // Sessions alive.
   std::atomic<bool> draining{false};  // Close connections after their current response.
 };
 
@@ -65,9 +80,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(asio::ip::tcp::socket socket, HttpHandler& handler, HttpServerState& state,
               const HttpServerOptions& options);
+  ~HttpSession();
   void Start();
 
-  // A whole response; ends the request.
+  // A whole response; ends the request. To a HEAD request only the header goes out.
   void Reply(int status, std::string_view content_type, std::string body,
              std::string_view extra_headers = {});
   // A 200 text/event-stream response: the header now, events with SendEvent, then End.
@@ -84,7 +100,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool closed() const { return closed_; }
 
  private:
+  // Waits for the next request's first byte (the keep-alive idle time), then reads its header.
   void ReadHeader();
+  void OnFirstBytes(beast::error_code ec, size_t n);
+  void ReadHeaderBytes();
   void OnHeader(beast::error_code ec);
   void ReadBody();
   void OnBody(beast::error_code ec);
@@ -117,6 +136,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool chunked_ = false;
   bool closed_ = false;
   bool lingering_ = false;      // Answered the last request; draining the client before closing.
+  bool head_ = false;           // The request being answered is a HEAD.
+  int requests_ = 0;            // Requests read on this connection.
   size_t lingered_bytes_ = 0;
   unsigned version_ = 11;
   std::function<void()> on_disconnect_;
@@ -136,13 +157,25 @@ class HttpServer {
 
  private:
   HttpServer(asio::io_context& io, const HttpServerOptions& options, HttpHandler& handler)
-      : io_(io), options_(options), handler_(handler), acceptor_(asio::make_strand(io)) {}
+      : io_(io),
+        options_(options),
+        handler_(handler),
+        acceptor_(asio::make_strand(io)),
+        retry_timer_(acceptor_.get_executor()) {}
   void Accept();
+  void OnAccept(beast::error_code ec, asio::ip::tcp::socket socket);
+  // Answers 503 on a connection beyond max_connections and closes it, without a session.
+  void Refuse(asio::ip::tcp::socket socket);
 
   asio::io_context& io_;
   const HttpServerOptions options_;
   HttpHandler& handler_;
   asio::ip::tcp::acceptor acceptor_;
+  // Acceptor strand only.
+  asio::steady_timer retry_timer_;
+  std::chrono::milliseconds retry_delay_{0};  // Backoff after accept errors; 0 after a success.
+  std::chrono::steady_clock::time_point last_error_log_;
+  int errors_since_log_ = 0;
   HttpServerState state_;
   uint16_t port_ = 0;
 };

@@ -7,6 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/api_key.h"
+#include "frontend/openai_request.h"
+
 namespace tandem::frontend {
 
 namespace {
@@ -81,8 +84,13 @@ class GenerateReactor final : public grpc::ServerWriteReactor<Response>,
         break;
       case v1::InferenceGenerateRequest::kChat: {
         nlohmann::ordered_json messages = nlohmann::ordered_json::array();
-        for (const v1::ChatMessage& m : req.chat().messages()) {
-          messages.push_back({{"role", m.role()}, {"content", m.content()}});
+        for (int i = 0; i < req.chat().messages_size(); ++i) {
+          const v1::ChatMessage& m = req.chat().messages(i);
+          StatusOr<std::string> role = ChatRole(m.role());
+          if (!role.ok()) {
+            return role.status().WithContext("chat.messages[" + std::to_string(i) + "].role");
+          }
+          messages.push_back({{"role", *role}, {"content", m.content()}});
         }
         nlohmann::ordered_json tools;
         if (!req.chat().tools_json().empty()) {
@@ -178,10 +186,31 @@ class GenerateReactor final : public grpc::ServerWriteReactor<Response>,
   grpc::Status final_status_;
 };
 
+// Answers a call refused before it starts. Finish in the constructor is allowed: gRPC keeps it
+// until the call is bound.
+class RejectReactor final : public grpc::ServerWriteReactor<Response> {
+ public:
+  explicit RejectReactor(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
+
+grpc::Status InferenceService::Authenticate(const grpc::CallbackServerContext& context) const {
+  if (!api_key_) return grpc::Status::OK;
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  if (it != metadata.end() &&
+      BearerMatches(std::string_view(it->second.data(), it->second.size()), *api_key_)) {
+    return grpc::Status::OK;
+  }
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                      "invalid or missing API key (metadata authorization: Bearer ...)");
+}
 
 grpc::ServerWriteReactor<Response>* InferenceService::Generate(
     grpc::CallbackServerContext* context, const v1::InferenceGenerateRequest* request) {
+  if (grpc::Status auth = Authenticate(*context); !auth.ok()) return new RejectReactor(auth);
   auto reactor = std::make_shared<GenerateReactor>(io_);
   reactor->Start(context_, *request, admitting_.load());
   return reactor.get();
@@ -190,13 +219,17 @@ grpc::ServerWriteReactor<Response>* InferenceService::Generate(
 grpc::ServerUnaryReactor* InferenceService::ListModels(grpc::CallbackServerContext* context,
                                                        const v1::ListModelsRequest* request,
                                                        v1::ListModelsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (grpc::Status auth = Authenticate(*context); !auth.ok()) {
+    reactor->Finish(auth);
+    return reactor;
+  }
   v1::ModelCard* card = response->add_models();
   card->set_id(context_.model->name());
   if (auto info = context_.pool->AnyInfo()) {
     card->set_max_model_len(info->max_model_len());
     card->set_vocab_size(info->vocab_size());
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -8,9 +8,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/api_key.h"
 #include "common/logging.h"
-#include "common/status_macros.h"
 #include "common/parse.h"
+#include "common/status_macros.h"
 #include "frontend/frontend.h"
 #include "router/worker_set.h"
 
@@ -19,9 +20,12 @@ namespace {
 tandem::Status Main(int argc, char** argv, int* exit_code) {
   using tandem::frontend::FrontendOptions;
   FrontendOptions o;
-  std::string workers, max_body = "1MiB", api_key, log_level = "info";
-  CLI::App app{"tandem-frontend: OpenAI-compatible HTTP and gRPC front end of tandem workers"};
-  app.add_option("--host", o.host, "Address to bind (default loopback; widen explicitly)");
+  std::string workers, max_body = "1MiB", api_key, api_key_file, log_level = "info",
+                       log_format = "text";
+  CLI::App app{"tandem-frontend: OpenAI-compatible HTTP and gRPC front end of tandem workers",
+               "tandem-frontend"};
+  app.option_defaults()->always_capture_default();
+  app.add_option("--host", o.host, "Address to bind (loopback; widen explicitly)");
   app.add_option("--port", o.port, "HTTP port (0 = ephemeral)");
   app.add_option("--grpc-port", o.grpc_port, "gRPC Inference port (0 = ephemeral)");
   app.add_option("--port-file", o.port_file, "Write {\"http_port\", \"grpc_port\"} JSON here");
@@ -29,35 +33,48 @@ tandem::Status Main(int argc, char** argv, int* exit_code) {
       ->required();
   app.add_option("--model", o.model_dir, "Model directory (tokenizer, chat template)")->required();
   app.add_option("--served-model-name", o.served_model_name,
-                 "Model name clients use (default: the directory's name)");
-  app.add_option("--api-key", api_key, "Require 'Authorization: Bearer KEY' on /v1");
+                 "Model name clients use (empty: the directory's name)");
+  app.add_option("--api-key", api_key,
+                 "Require 'Authorization: Bearer KEY' on /v1 and gRPC (visible in ps: prefer "
+                 "--api-key-file or $TANDEM_API_KEY)");
+  app.add_option("--api-key-file", api_key_file, "Read the API key from this file");
   app.add_option("--router-mode", o.router_mode, "round-robin | least-loaded");
-  app.add_option("--max-body-size", max_body, "Largest request body (e.g. 1MiB); larger: 413");
-  app.add_option("--drain-timeout-s", o.drain_timeout_s, "Seconds SIGTERM waits for requests");
+  app.add_option("--max-body-size", max_body, "Largest request body; larger: 413");
+  app.add_option("--drain-timeout,--drain-timeout-s", o.drain_timeout_s,
+                 "Seconds SIGTERM waits for requests before ending them with an error");
   app.add_option("--http-threads", o.http_threads, "Asio threads");
+  app.add_option("--max-connections", o.max_connections,
+                 "Open HTTP connections at most, beyond: 503 (0: from the open-file limit)");
+  app.add_option("--keep-alive-timeout", o.keep_alive_timeout_s,
+                 "Seconds an idle keep-alive connection stays open");
+  app.add_option("--header-timeout", o.header_timeout_s,
+                 "Seconds a client has to send a request header");
+  app.add_option("--body-timeout", o.body_timeout_s, "Seconds a client has to send a body");
+  app.add_option("--worker-stall-timeout", o.worker_stall_timeout_s,
+                 "Seconds without a load report before a worker is taken out of routing and "
+                 "its requests fail");
+  app.add_option("--request-progress-timeout", o.request_progress_timeout_s,
+                 "Seconds a request may wait for its worker's next message (0: forever)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off");
+  app.add_option("--log-format", log_format, "text | json");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     *exit_code = app.exit(e);
     return tandem::OkStatus();
   }
-  TANDEM_RETURN_IF_ERROR(tandem::InitLogging(log_level));
-  auto endpoints = tandem::router::ParseEndpoints(workers, "--workers");
-  if (!endpoints.ok()) return endpoints.status();
-  o.workers = *endpoints;
-  auto body = tandem::ParseByteSize(max_body, "--max-body-size");
-  if (!body.ok()) return body.status();
-  o.max_body_size = *body;
-  if (!api_key.empty()) o.api_key = api_key;
-  auto frontend = tandem::frontend::Frontend::Create(o);
-  if (!frontend.ok()) return frontend.status();
-  tandem::Status s = (*frontend)->Run();
+  tandem::HideArgValue(argc, argv, "--api-key");
+  TANDEM_RETURN_IF_ERROR(tandem::InitLogging(log_level, log_format));
+  TANDEM_ASSIGN_OR_RETURN(o.workers, tandem::router::ParseEndpoints(workers, "--workers"));
+  TANDEM_ASSIGN_OR_RETURN(o.max_body_size, tandem::ParseByteSize(max_body, "--max-body-size"));
+  TANDEM_ASSIGN_OR_RETURN(o.api_key, tandem::ResolveApiKey(api_key, api_key_file));
+  TANDEM_ASSIGN_OR_RETURN(auto frontend, tandem::frontend::Frontend::Create(o));
+  tandem::Status s = frontend->Run();
   if (!s.ok()) {
-    // Requests still hold the pieces they run on: leave without tearing them down.
-    spdlog::error("frontend drain incomplete error={}", s.ToString());
+    // Requests that were cut may still hold the pieces they ran on: leave without tearing down.
+    spdlog::error("frontend drain incomplete error={}", tandem::Quoted(s.ToString()));
     spdlog::shutdown();
-    std::_Exit(0);
+    std::_Exit(1);
   }
   *exit_code = 0;
   return tandem::OkStatus();
@@ -69,7 +86,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   const tandem::Status s = Main(argc, argv, &exit_code);
   if (!s.ok()) {
-    std::fprintf(stderr, "tandem-frontend: %s\n", s.ToString().c_str());
+    std::fprintf(stderr, "tandem-frontend: error: %s\n", s.ToString().c_str());
     return 1;
   }
   return exit_code;

@@ -18,6 +18,22 @@ const prometheus::Histogram::BucketBoundaries& ItlBuckets() {
   return *b;
 }
 
+const prometheus::Histogram::BucketBoundaries& DurationBuckets() {
+  static const auto* b = new prometheus::Histogram::BucketBoundaries{
+      0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 300.0};
+  return *b;
+}
+
+// The endpoints the server answers; anything else is "unknown".
+std::string_view EndpointLabel(std::string_view path) {
+  for (std::string_view known :
+       {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"}) {
+    if (path == known) return known;
+  }
+  if (path.starts_with("/v1/models/")) return "/v1/models/{id}";
+  return "unknown";
+}
+
 }  // namespace
 
 FrontendMetrics::FrontendMetrics()
@@ -36,6 +52,26 @@ FrontendMetrics::FrontendMetrics()
                .Help("Time between successive generated tokens of a request")
                .Register(*registry_)
                .Add({}, ItlBuckets())),
+      queue_time_(prometheus::BuildHistogram()
+                      .Name("tandem_frontend_request_queue_time_seconds")
+                      .Help("Time from a request's arrival until its worker first scheduled it")
+                      .Register(*registry_)
+                      .Add({}, TtftBuckets())),
+      e2e_(prometheus::BuildHistogram()
+               .Name("tandem_frontend_request_duration_seconds")
+               .Help("Time from a request's arrival until it ended (end-to-end latency)")
+               .Register(*registry_)
+               .Add({}, DurationBuckets())),
+      open_connections_(prometheus::BuildGauge()
+                            .Name("tandem_frontend_http_connections")
+                            .Help("HTTP connections open")
+                            .Register(*registry_)
+                            .Add({})),
+      refused_connections_(prometheus::BuildCounter()
+                               .Name("tandem_frontend_http_connections_refused_total")
+                               .Help("HTTP connections refused at --max-connections")
+                               .Register(*registry_)
+                               .Add({})),
       active_requests_(prometheus::BuildGauge()
                            .Name("tandem_frontend_active_requests")
                            .Help("Generation requests in progress")
@@ -47,8 +83,9 @@ FrontendMetrics::FrontendMetrics()
                             .Register(*registry_)
                             .Add({})) {}
 
-void FrontendMetrics::CountRequest(std::string_view endpoint, int status) {
-  requests_.Add({{"endpoint", std::string(endpoint)}, {"status", std::to_string(status)}})
+void FrontendMetrics::CountRequest(std::string_view path, int status) {
+  requests_
+      .Add({{"endpoint", std::string(EndpointLabel(path))}, {"status", std::to_string(status)}})
       .Increment();
 }
 

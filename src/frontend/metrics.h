@@ -23,12 +23,20 @@ class FrontendMetrics {
   FrontendMetrics(const FrontendMetrics&) = delete;
   FrontendMetrics& operator=(const FrontendMetrics&) = delete;
 
-  // One finished HTTP (or gRPC) request; `endpoint` e.g. "/v1/chat/completions".
-  void CountRequest(std::string_view endpoint, int status);
+  // One finished HTTP request; `path` e.g. "/v1/chat/completions". Paths the server does not
+  // serve are counted as endpoint="unknown", so clients cannot grow the series without bound.
+  void CountRequest(std::string_view path, int status);
   void ObserveTimeToFirstToken(double seconds) { ttft_.Observe(seconds); }
+  // From arrival until the worker first scheduled the request.
+  void ObserveQueueTime(double seconds) { queue_time_.Observe(seconds); }
+  // From arrival until the request ended (finished, failed or cut), for requests that reached a
+  // worker.
+  void ObserveRequestDuration(double seconds) { e2e_.Observe(seconds); }
   void ObserveInterTokenLatency(double seconds) { itl_.Observe(seconds); }
   void AddGeneratedTokens(double n) { generated_tokens_.Increment(n); }
   prometheus::Gauge& active_requests() { return active_requests_; }
+  prometheus::Gauge& open_connections() { return open_connections_; }
+  prometheus::Counter& refused_connections() { return refused_connections_; }
 
   // The Prometheus text format (version 0.0.4) of every metric.
   std::string Serialize() const;
@@ -38,6 +46,10 @@ class FrontendMetrics {
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Histogram& ttft_;
   prometheus::Histogram& itl_;
+  prometheus::Histogram& queue_time_;
+  prometheus::Histogram& e2e_;
+  prometheus::Gauge& open_connections_;
+  prometheus::Counter& refused_connections_;
   prometheus::Gauge& active_requests_;
   prometheus::Counter& generated_tokens_;
 };

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/api_key.h"
 #include "frontend/openai_request.h"
 #include "frontend/openai_response.h"
 
@@ -185,19 +186,29 @@ void OpenAiApi::HandleUnreadable(int status, std::string message,
   ReplyError(*session, "unreadable", status, message);
 }
 
+Json OpenAiApi::ModelCard() const {
+  Json card = {{"id", context_.model->name()},
+               {"object", "model"},
+               {"created", created_},
+               {"owned_by", "tandem"}};
+  if (auto info = context_.pool->AnyInfo()) card["max_model_len"] = info->max_model_len();
+  return card;
+}
+
 void OpenAiApi::Handle(HttpRequest&& request, std::shared_ptr<HttpSession> session) {
   std::string_view target(request.target().data(), request.target().size());
   const std::string path(target.substr(0, target.find('?')));
   const http::verb method = request.method();
   auto allow = [&](http::verb want) {
-    if (method == want) return true;
+    // HEAD is GET without the body (the session leaves it out).
+    if (method == want || (want == http::verb::get && method == http::verb::head)) return true;
     ReplyError(*session, path, 405,
                "method " + std::string(request.method_string()) + " is not allowed on " + path);
     return false;
   };
   if (path.starts_with("/v1/") && options_.api_key) {
     const auto auth = request[http::field::authorization];
-    if (std::string_view(auth.data(), auth.size()) != "Bearer " + *options_.api_key) {
+    if (!BearerMatches(std::string_view(auth.data(), auth.size()), *options_.api_key)) {
       ReplyError(*session, path, 401, "invalid or missing API key (Authorization: Bearer ...)",
                  "", "invalid_api_key");
       return;
@@ -208,28 +219,39 @@ void OpenAiApi::Handle(HttpRequest&& request, std::shared_ptr<HttpSession> sessi
     HandleGenerate(path == "/v1/chat/completions", request, std::move(session));
   } else if (path == "/v1/models") {
     if (!allow(http::verb::get)) return;
-    Json card = {{"id", context_.model->name()},
-                 {"object", "model"},
-                 {"created", created_},
-                 {"owned_by", "tandem"}};
-    if (auto info = context_.pool->AnyInfo()) card["max_model_len"] = info->max_model_len();
     context_.metrics->CountRequest(path, 200);
-    session->Reply(200, kJson, JsonText(Json{{"object", "list"}, {"data", {card}}}));
+    session->Reply(200, kJson, JsonText(Json{{"object", "list"}, {"data", {ModelCard()}}}));
+  } else if (path.starts_with("/v1/models/")) {
+    if (!allow(http::verb::get)) return;
+    const std::string id = path.substr(std::string_view("/v1/models/").size());
+    if (id != context_.model->name()) {
+      ReplyError(*session, path, 404,
+                 "The model `" + id + "` does not exist (this server serves `" +
+                     context_.model->name() + "`)",
+                 "model", "model_not_found");
+      return;
+    }
+    context_.metrics->CountRequest(path, 200);
+    session->Reply(200, kJson, JsonText(ModelCard()));
   } else if (path == "/health") {
     if (!allow(http::verb::get)) return;
     const size_t up = context_.pool->num_up();
     const int status = up > 0 && admitting_ ? 200 : 503;
     context_.metrics->CountRequest(path, status);
     session->Reply(status, kJson,
-                   JsonText(Json{{"status", status == 200 ? "ok" : "unavailable"},
-                                 {"workers_up", up}}));
+                   JsonText(Json{{"status", status == 200 ? "ok"
+                                            : admitting_  ? "unavailable"
+                                                          : "draining"},
+                                 {"workers_up", up},
+                                 {"workers", context_.pool->num_workers()},
+                                 {"requests_in_flight", context_.pool->in_flight()}}));
   } else if (path == "/metrics") {
     if (!allow(http::verb::get)) return;
     context_.metrics->CountRequest(path, 200);
     session->Reply(200, "text/plain; version=0.0.4; charset=utf-8",
                    context_.metrics->Serialize());
   } else {
-    ReplyError(*session, "unknown", 404, "no such endpoint: " + path);
+    ReplyError(*session, path, 404, "no such endpoint: " + path);
   }
 }
 

@@ -1,5 +1,6 @@
 // OpenAiApi: the HTTP endpoints of tandem-frontend (ARCHITECTURE §4): POST /v1/chat/completions,
-// POST /v1/completions, GET /v1/models, GET /health, GET /metrics. It turns a request into a
+// POST /v1/completions, GET /v1/models, GET /v1/models/{id}, GET /health, GET /metrics (and HEAD
+// on the GET endpoints). It turns a request into a
 // Generation and the Generation's deltas into OpenAI's response objects or SSE chunks. Every
 // failure is OpenAI's error object with its HTTP status; the server keeps serving.
 //
@@ -12,6 +13,8 @@
 #include <optional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "frontend/generation.h"
 #include "frontend/http_server.h"
 #include "frontend/metrics.h"
@@ -21,7 +24,7 @@
 namespace tandem::frontend {
 
 struct OpenAiApiOptions {
-  // When set, every /v1 request needs "Authorization: Bearer <api_key>".
+  // When set, every /v1 request needs "Authorization: Bearer <api_key>" (scheme in any case).
   std::optional<std::string> api_key;
 };
 
@@ -41,6 +44,7 @@ class OpenAiApi final : public HttpHandler {
   void StopAdmitting() { admitting_ = false; }
 
  private:
+  nlohmann::json ModelCard() const;
   void HandleGenerate(bool chat, const HttpRequest& request, std::shared_ptr<HttpSession> session);
   void ReplyError(HttpSession& session, const std::string& endpoint, int status,
                   const std::string& message, const std::string& param = {},

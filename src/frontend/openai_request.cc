@@ -186,12 +186,39 @@ Status ParseStream(Fields& f, OpenAiRequest* r) {
   return OkStatus();
 }
 
+// Content given as a list of parts: the text parts joined by newlines (as vLLM renders them for
+// string templates); any other kind of part is refused, naming it.
+Status JoinContentParts(Fields& f, const Json& parts, const std::string& where, std::string* out) {
+  for (size_t j = 0; j < parts.size(); ++j) {
+    const Json& part = parts[j];
+    const std::string at = where + ".content[" + std::to_string(j) + "]";
+    if (!part.is_object()) return f.Error("messages", at + " must be an object");
+    auto type = part.find("type");
+    if (type == part.end() || !type->is_string()) {
+      return f.Error("messages", at + ".type must be a string");
+    }
+    if (*type != "text") {
+      return f.Error("messages", at + ".type '" + type->get<std::string>() +
+                                     "' is not supported: only text parts are (this model reads "
+                                     "text only)");
+    }
+    auto text = part.find("text");
+    if (text == part.end() || !text->is_string()) {
+      return f.Error("messages", at + ".text must be a string");
+    }
+    if (j > 0) *out += '\n';
+    *out += text->get<std::string>();
+  }
+  return OkStatus();
+}
+
 Status ParseMessages(Fields& f, OpenAiRequest* r) {
   const Json* m = f.Get("messages");
   if (m == nullptr) return f.Error("messages", "'messages' is required");
   if (!m->is_array() || m->empty()) {
     return f.Error("messages", "'messages' must be a non-empty list of messages");
   }
+  r->messages = Json::array();
   for (size_t i = 0; i < m->size(); ++i) {
     const Json& msg = (*m)[i];
     const std::string where = "messages[" + std::to_string(i) + "]";
@@ -200,16 +227,84 @@ Status ParseMessages(Fields& f, OpenAiRequest* r) {
     if (role == msg.end() || !role->is_string()) {
       return f.Error("messages", where + ".role must be a string");
     }
+    StatusOr<std::string> mapped = ChatRole(role->get<std::string>());
+    if (!mapped.ok()) return f.Error("messages", where + ".role: " + mapped.status().message());
+    Json out = msg;
+    out["role"] = *mapped;
     auto content = msg.find("content");
-    if (content != msg.end() && !content->is_null() && !content->is_string() &&
-        !content->is_array()) {
-      return f.Error("messages", where + ".content must be a string or a list of parts");
+    if (content != msg.end() && !content->is_null() && !content->is_string()) {
+      if (!content->is_array()) {
+        return f.Error("messages", where + ".content must be a string or a list of parts");
+      }
+      std::string text;
+      TANDEM_PARSE_(JoinContentParts(f, *content, where, &text));
+      out["content"] = text;
     }
+    r->messages.push_back(std::move(out));
   }
-  r->messages = *m;
   if (const Json* tools = f.Get("tools")) {
     if (!tools->is_array()) return f.Error("tools", "'tools' must be a list");
     r->tools = *tools;
+  }
+  if (const Json* choice = f.Get("tool_choice")) {
+    if (!choice->is_string() || (*choice != "auto" && *choice != "none")) {
+      return f.Error("tool_choice",
+                     "'tool_choice' " + choice->dump() +
+                         " is not supported yet: tool calls are not parsed from the output, so "
+                         "only \"auto\" and \"none\" are accepted");
+    }
+  }
+  return OkStatus();
+}
+
+// Fields of OpenAI's API that tandem does not implement yet. Ignoring one would change the
+// answer the client asked for without a word, so each is refused with a 400 naming it; values
+// that ask for nothing (null, {}, false, 1, "text") pass.
+Status RefuseUnsupported(Fields& f, ApiKind kind) {
+  auto refuse = [&](const char* name, const std::string& why) {
+    return f.Error(
+        name, std::string("'") + name + "' is not supported yet" + (why.empty() ? "" : ": " + why));
+  };
+  if (const Json* v = f.Get("response_format")) {
+    if (!v->is_object() || !v->contains("type") || !(*v)["type"].is_string()) {
+      return f.Error("response_format", "'response_format' must be an object with a 'type'");
+    }
+    if ((*v)["type"] != "text") {
+      return refuse("response_format", "type " + (*v)["type"].dump() +
+                                           " (structured output); only \"text\" is accepted");
+    }
+  }
+  if (const Json* v = f.Get("logit_bias")) {
+    if (!v->is_object()) return f.Error("logit_bias", "'logit_bias' must be an object");
+    if (!v->empty()) return refuse("logit_bias", "");
+  }
+  if (const Json* v = f.Get("functions"); v != nullptr && !(v->is_array() && v->empty())) {
+    return refuse("functions", "");
+  }
+  if (const Json* v = f.Get("function_call");
+      v != nullptr && !(v->is_string() && (*v == "none" || *v == "auto"))) {
+    return refuse("function_call", "");
+  }
+  if (f.Get("prediction") != nullptr) return refuse("prediction", "");
+  if (f.Get("audio") != nullptr) return refuse("audio", "");
+  if (f.Get("web_search_options") != nullptr) return refuse("web_search_options", "");
+  if (const Json* v = f.Get("modalities")) {
+    if (!v->is_array()) return f.Error("modalities", "'modalities' must be a list");
+    for (const Json& m : *v) {
+      if (m != "text") return refuse("modalities", "only [\"text\"] is accepted");
+    }
+  }
+  if (kind == ApiKind::kCompletion) {
+    if (const Json* v = f.Get("suffix")) {
+      if (!v->is_string()) return f.Error("suffix", "'suffix' must be a string");
+      if (!v->get<std::string>().empty()) return refuse("suffix", "");
+    }
+    if (const Json* v = f.Get("best_of")) {
+      if (!v->is_number_integer() || v->get<int64_t>() < 1) {
+        return f.Error("best_of", "'best_of' must be a positive integer");
+      }
+      if (v->get<int64_t>() != 1) return refuse("best_of", "only 1 is accepted");
+    }
   }
   return OkStatus();
 }
@@ -240,6 +335,16 @@ Status ParsePrompt(Fields& f, OpenAiRequest* r) {
 
 }  // namespace
 
+StatusOr<std::string> ChatRole(std::string_view role) {
+  if (role == "system" || role == "user" || role == "assistant" || role == "tool") {
+    return std::string(role);
+  }
+  // OpenAI's newer name for system instructions; chat templates know only "system".
+  if (role == "developer") return std::string("system");
+  return InvalidArgumentError("unknown role '" + std::string(role) +
+                              "' (system, developer, user, assistant or tool)");
+}
+
 StatusOr<OpenAiRequest> ParseOpenAiRequest(ApiKind kind, std::string_view body,
                                            std::string* param) {
   const Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
@@ -253,6 +358,7 @@ StatusOr<OpenAiRequest> ParseOpenAiRequest(ApiKind kind, std::string_view body,
     r.model = model->get<std::string>();
   }
   TANDEM_PARSE_(kind == ApiKind::kChat ? ParseMessages(f, &r) : ParsePrompt(f, &r));
+  TANDEM_PARSE_(RefuseUnsupported(f, kind));
   TANDEM_PARSE_(ParseSampling(f, kind, &r));
   TANDEM_PARSE_(ParseStop(f, &r));
   TANDEM_PARSE_(ParseStream(f, &r));

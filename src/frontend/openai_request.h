@@ -1,6 +1,10 @@
 // Parsing and validation of OpenAI request bodies (POST /v1/chat/completions and
 // /v1/completions) into an OpenAiRequest. Unknown fields are ignored, null means absent, and
 // every error is InvalidArgument with a message naming the field (`param` receives its name).
+// OpenAI fields tandem does not implement yet (response_format other than text, logit_bias,
+// tool_choice other than auto/none, suffix, best_of > 1, echo, n > 1, ...) are refused rather
+// than ignored. Message content given as a list of parts becomes the text parts joined by
+// newlines; other part types are refused.
 //
 // Thread safety: pure functions.
 #pragma once
@@ -38,6 +42,10 @@ struct OpenAiRequest {
   bool logprobs = false;
   bool skip_special_tokens = true;  // Extension (vLLM's name).
 };
+
+// A chat message's role as the chat template sees it ("developer" becomes "system"); an unknown
+// role is InvalidArgument.
+StatusOr<std::string> ChatRole(std::string_view role);
 
 StatusOr<OpenAiRequest> ParseOpenAiRequest(ApiKind kind, std::string_view body,
                                            std::string* param);

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/logging.h"
+
 namespace tandem::frontend {
 
 namespace {
@@ -56,7 +58,8 @@ StatusOr<std::unique_ptr<ServedModel>> ServedModel::Load(const std::filesystem::
   if (tmpl.ok()) {
     m->chat_template_ = std::move(tmpl).value();
   } else if (tmpl.status().code() == StatusCode::kNotFound) {
-    spdlog::warn("model has no chat template: chat completions are refused model={}", m->name_);
+    spdlog::warn("model has no chat template, chat completions are refused model={}",
+                 Quoted(m->name_));
   } else {
     return tmpl.status().WithContext("--model");
   }

@@ -5,10 +5,31 @@
 #include <chrono>
 #include <utility>
 
+#include "common/logging.h"
+
 namespace tandem::frontend {
+namespace {
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Seconds(int64_t ns) { return fmt::format("{:.1f}", static_cast<double>(ns) / 1e9); }
+
+}  // namespace
+
+void InFlight::Touch() { last_progress_ns.store(NowNs(), std::memory_order_relaxed); }
 
 StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Create(const WorkerPoolOptions& options) {
   if (options.endpoints.empty()) return InvalidArgumentError("--workers: no worker given");
+  if (options.stall_timeout_ms <= 0) {
+    return InvalidArgumentError("--worker-stall-timeout must be positive");
+  }
+  if (options.progress_timeout_ms < 0) {
+    return InvalidArgumentError("--request-progress-timeout must be >= 0");
+  }
   auto policy = router::CreatePolicy(options.router_mode);
   if (!policy.ok()) return policy.status().WithContext("--router-mode");
   return std::unique_ptr<WorkerPool>(new WorkerPool(options, std::move(policy).value()));
@@ -60,11 +81,77 @@ void WorkerPool::MonitorLoop() {
     for (size_t i = 0; i < entries_.size() && !stopping_; ++i) {
       if (entries_[i]->connected) continue;
       lock.unlock();
+      // A probe of a stopped worker blocks until its deadline: check the others first.
+      CheckLiveness();
       Probe(i);
       lock.lock();
     }
+    lock.unlock();
+    CheckLiveness();
+    lock.lock();
     cv_.wait_for(lock, std::chrono::milliseconds(options_.probe_interval_ms),
                  [this] { return stopping_; });
+  }
+}
+
+void WorkerPool::SetUp(WorkerId id, bool up) {
+  workers_.SetUp(id, up);
+  if (!options_.on_up_changed) return;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+  }
+  std::lock_guard lock(up_mu_);
+  const size_t now_up = workers_.num_up();
+  if (now_up == last_up_reported_) return;
+  last_up_reported_ = now_up;
+  options_.on_up_changed(now_up);
+}
+
+void WorkerPool::CheckLiveness() {
+  const int64_t now = NowNs();
+  const int64_t stall_ns = int64_t{options_.stall_timeout_ms} * 1000000;
+  const int64_t progress_ns = int64_t{options_.progress_timeout_ms} * 1000000;
+  std::vector<std::pair<std::shared_ptr<InFlight>, Status>> lost;
+  std::vector<std::shared_ptr<LoadStream>> cancel;
+  std::vector<WorkerId> stalled;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      Worker& w = *entries_[i];
+      if (!w.connected || w.load == nullptr) continue;
+      const int64_t silent = now - w.last_report_ns.load(std::memory_order_relaxed);
+      if (silent < stall_ns) continue;
+      spdlog::warn("worker stopped responding worker={} silent_s={} in_flight={}", w.address,
+                   Seconds(silent), [&] {
+                     int n = 0;
+                     for (const auto& [key, r] : in_flight_) n += r->worker.value() == i;
+                     return n;
+                   }());
+      stalled.push_back(WorkerId(i));
+      cancel.push_back(w.load);  // Its on_done marks the worker disconnected; probes follow.
+      const Status status =
+          UnavailableError("worker " + w.address + " stopped responding (no load report for " +
+                           Seconds(silent) + " s)");
+      for (const auto& [key, r] : in_flight_) {
+        if (r->worker.value() == i) lost.emplace_back(r, status);
+      }
+    }
+    if (progress_ns > 0) {
+      for (const auto& [key, r] : in_flight_) {
+        const int64_t idle = now - r->last_progress_ns.load(std::memory_order_relaxed);
+        if (idle < progress_ns) continue;
+        const std::string& address = entries_[r->worker.value()]->address;
+        lost.emplace_back(r, DeadlineExceededError("no response from worker " + address + " for " +
+                                                   Seconds(idle) + " s"));
+      }
+    }
+  }
+  for (WorkerId id : stalled) SetUp(id, false);
+  for (auto& l : cancel) l->Cancel();
+  for (auto& [r, status] : lost) {
+    if (!r->lost.exchange(true) && r->on_lost) r->on_lost(status);
   }
 }
 
@@ -78,7 +165,19 @@ void WorkerPool::Probe(size_t index) {
   v1::WorkerInfo info;
   const grpc::Status status = w.stub->GetInfo(&context, request, &info);
   if (!status.ok()) {
-    spdlog::debug("worker probe failed worker={} error={}", w.address, status.error_message());
+    bool warn = false;
+    {
+      std::lock_guard lock(mu_);
+      warn = !w.warned_unreachable && !stopping_;
+      w.warned_unreachable = true;
+    }
+    if (warn) {
+      spdlog::warn("worker unreachable worker={} error={} retry_ms={}", w.address,
+                   Quoted(status.error_message()), options_.probe_interval_ms);
+    } else {
+      spdlog::debug("worker probe failed worker={} error={}", w.address,
+                    Quoted(status.error_message()));
+    }
     return;
   }
   {
@@ -86,12 +185,15 @@ void WorkerPool::Probe(size_t index) {
     if (stopping_) return;
     w.info = info;
     w.connected = true;
+    w.warned_unreachable = false;
   }
+  w.last_report_ns.store(NowNs(), std::memory_order_relaxed);
   // Started outside mu_: its callbacks take mu_.
   std::shared_ptr<LoadStream> load = LoadStream::Start(
       *w.stub, options_.load_interval_ms,
       {.on_report =
-           [this, id](const v1::LoadReport& r) {
+           [this, id, index](const v1::LoadReport& r) {
+             entries_[index]->last_report_ns.store(NowNs(), std::memory_order_relaxed);
              workers_.UpdateLoad(id, router::LoadReport{
                                          .active_requests = r.active_requests(),
                                          .waiting_requests = r.waiting_requests(),
@@ -101,26 +203,31 @@ void WorkerPool::Probe(size_t index) {
            },
        .on_done =
            [this, index, id](const grpc::Status& s) {
-             std::lock_guard lock(mu_);
-             workers_.SetUp(id, false);
-             Worker& dead = *entries_[index];
-             dead.connected = false;
-             dead.load.reset();
-             if (!stopping_) {
-               spdlog::warn("worker down worker={} error={}", dead.address, s.error_message());
+             bool log = false;
+             {
+               std::lock_guard lock(mu_);
+               Worker& dead = *entries_[index];
+               dead.connected = false;
+               dead.load.reset();
+               log = !stopping_;
+             }
+             SetUp(id, false);
+             if (log) {
+               spdlog::warn("worker down worker={} error={}", entries_[index]->address,
+                            Quoted(s.error_message()));
              }
            }});
   {
     std::lock_guard lock(mu_);
     if (!w.connected) return;  // The stream already ended.
     w.load = std::move(load);
-    workers_.SetUp(id, true);
   }
+  SetUp(id, true);
   spdlog::info("worker up worker={} model={} max_model_len={} block_size={}", w.address,
-               info.model(), info.max_model_len(), info.block_size());
+               Quoted(info.model()), info.max_model_len(), info.block_size());
 }
 
-std::optional<WorkerLease> WorkerPool::Acquire() {
+std::optional<WorkerLease> WorkerPool::Acquire(std::function<void(const Status&)> on_lost) {
   const std::optional<WorkerId> id = workers_.SelectWorker(*policy_);
   if (!id) return std::nullopt;
   Worker& w = *entries_[id->value()];
@@ -128,12 +235,44 @@ std::optional<WorkerLease> WorkerPool::Acquire() {
   lease.id = *id;
   lease.stub = w.stub.get();
   lease.address = w.address;
+  lease.in_flight = std::make_shared<InFlight>();
+  lease.in_flight->worker = *id;
+  lease.in_flight->on_lost = std::move(on_lost);
+  lease.in_flight->Touch();
   std::lock_guard lock(mu_);
   lease.info = w.info;
+  in_flight_.emplace(lease.in_flight.get(), lease.in_flight);
   return lease;
 }
 
-void WorkerPool::Release(WorkerId id) { workers_.Release(id); }
+void WorkerPool::Release(const WorkerLease& lease) {
+  {
+    std::lock_guard lock(mu_);
+    in_flight_.erase(lease.in_flight.get());
+  }
+  workers_.Release(lease.id);
+}
+
+int WorkerPool::FailAll(const Status& status) {
+  std::vector<std::shared_ptr<InFlight>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [key, r] : in_flight_) all.push_back(r);
+  }
+  int n = 0;
+  for (auto& r : all) {
+    if (!r->lost.exchange(true) && r->on_lost) {
+      r->on_lost(status);
+      ++n;
+    }
+  }
+  return n;
+}
+
+int WorkerPool::in_flight() const {
+  std::lock_guard lock(mu_);
+  return static_cast<int>(in_flight_.size());
+}
 
 void WorkerPool::MarkDown(WorkerId id) {
   std::shared_ptr<LoadStream> load;
@@ -142,7 +281,7 @@ void WorkerPool::MarkDown(WorkerId id) {
     if (id.value() >= entries_.size()) return;
     load = entries_[id.value()]->load;
   }
-  workers_.SetUp(id, false);
+  SetUp(id, false);
   // Ending the load stream makes the monitor probe the worker again.
   if (load) load->Cancel();
 }

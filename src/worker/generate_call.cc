@@ -5,6 +5,7 @@
 #include <optional>
 #include <utility>
 
+#include "common/logging.h"
 #include "worker/grpc_status.h"
 
 namespace tandem::worker {
@@ -149,6 +150,7 @@ void GenerateCall::Pump() {
       first_token_sent_ = true;
       response_.set_prompt_tokens(last->prompt_tokens);
       response_.set_cached_prompt_tokens(last->cached_prompt_tokens);
+      response_.set_queue_seconds(last->queue_seconds);
       deps_.metrics->ObserveTimeToFirstToken(std::chrono::duration<double>(now - arrival_).count());
     }
     deps_.metrics->AddGeneratedTokens(n);
@@ -163,7 +165,8 @@ void GenerateCall::Pump() {
 
   const double seconds = std::chrono::duration<double>(now - arrival_).count();
   if (last->finish_reason == FinishReason::kError) {
-    spdlog::error("request failed request_id={} error=\"{}\"", request_id_, last->error.ToString());
+    spdlog::error("request failed request_id={} error={}", request_id_,
+                  Quoted(last->error.ToString()));
     const Status error = last->error.ok() ? InternalError("the engine failed") : last->error;
     FinishCall(ToGrpcStatus(error), CallOutcome::kError);
     return;
@@ -175,6 +178,7 @@ void GenerateCall::Pump() {
   response_.set_finish_reason(ToProto(last->finish_reason));
   response_.set_prompt_tokens(last->prompt_tokens);
   response_.set_cached_prompt_tokens(last->cached_prompt_tokens);
+  response_.set_queue_seconds(last->queue_seconds);
   finished_ = true;
   on_finished_();
   deps_.metrics->CountRequest(OutcomeOf(last->finish_reason));

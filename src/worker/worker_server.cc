@@ -41,7 +41,9 @@ StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Create(
     server->shut_down_ = true;
     return UnavailableError("cannot listen for gRPC on " + address);
   }
-  server->server_->GetHealthCheckService()->SetServingStatus(true);
+  // The overall server and the Worker service alike (a client may ask for either).
+  server->server_->GetHealthCheckService()->SetServingStatus("", true);
+  server->server_->GetHealthCheckService()->SetServingStatus(v1::Worker::service_full_name(), true);
   return server;
 }
 
@@ -54,7 +56,7 @@ WorkerServer::~WorkerServer() {
 
 void WorkerServer::Drain(std::chrono::milliseconds timeout) {
   if (shut_down_) return;
-  server_->GetHealthCheckService()->SetServingStatus(false);
+  server_->GetHealthCheckService()->SetServingStatus(false);  // Every service it reported.
   service_->StartDrain();
   spdlog::info("draining open_requests={} timeout_s={:.1f}", service_->active_requests(),
                std::chrono::duration<double>(timeout).count());

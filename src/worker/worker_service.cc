@@ -4,6 +4,7 @@
 
 #include <utility>
 
+#include "common/logging.h"
 #include "worker/generate_call.h"
 #include "worker/grpc_status.h"
 #include "worker/load_stream.h"
@@ -93,8 +94,8 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* WorkerService::Generate(
     }
     auto submitted = engine_->Submit(FromProto(*request));
     if (!submitted.ok()) {
-      spdlog::debug("request rejected request_id={} error=\"{}\"", request_id,
-                    submitted.status().ToString());
+      spdlog::debug("request rejected request_id={} error={}", request_id,
+                    Quoted(submitted.status().ToString()));
       metrics_->CountRequest(submitted.status().code() == StatusCode::kUnavailable
                                  ? CallOutcome::kUnavailable
                                  : CallOutcome::kInvalid);

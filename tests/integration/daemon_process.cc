@@ -27,6 +27,15 @@ namespace fs = std::filesystem;
 StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const std::string& binary,
                                                               std::vector<std::string> args,
                                                               std::chrono::milliseconds timeout) {
+  DaemonOptions options;
+  options.timeout = timeout;
+  return Start(binary, std::move(args), options);
+}
+
+StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const std::string& binary,
+                                                              std::vector<std::string> args,
+                                                              const DaemonOptions& options) {
+  const std::chrono::milliseconds timeout = options.timeout;
   static std::atomic<int> counter{0};
   const fs::path dir = fs::temp_directory_path() /
                        ("tandem_it_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
@@ -46,8 +55,14 @@ StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const std::string&
   posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_file.c_str(),
                                    O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  std::vector<std::string> env_entries;
+  for (char** e = environ; *e != nullptr; ++e) env_entries.push_back(*e);
+  for (const auto& [key, value] : options.env) env_entries.push_back(key + "=" + value);
+  std::vector<char*> envp;
+  for (std::string& e : env_entries) envp.push_back(e.data());
+  envp.push_back(nullptr);
   pid_t pid = 0;
-  const int err = posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ);
+  const int err = posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   if (err != 0) return InternalError("posix_spawn " + binary + ": " + std::strerror(err));
   auto daemon = std::unique_ptr<DaemonProcess>(new DaemonProcess(pid, dir));
@@ -68,6 +83,7 @@ StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const std::string&
   daemon->metrics_port_ = ports["metrics_port"].get<int>();
   daemon->channel_ =
       grpc::CreateChannel(daemon->grpc_address(), grpc::InsecureChannelCredentials());
+  if (!options.wait_serving) return daemon;
 
   // Watch streams the current status first, then every change: read until SERVING.
   grpc::ClientContext ctx;
@@ -118,11 +134,12 @@ std::optional<int> DaemonProcess::WaitExit(std::chrono::milliseconds timeout) {
   return exit_code_;
 }
 
-std::string DaemonProcess::HealthStatus() {
+std::string DaemonProcess::HealthStatus(const std::string& service) {
   auto stub = grpc::health::v1::Health::NewStub(channel_);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
   grpc::health::v1::HealthCheckResponse response;
   const grpc::Status status = stub->Check(&ctx, request, &response);
   if (!status.ok()) return status.error_message();

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -35,6 +36,14 @@ bool WaitFor(Predicate ready, std::chrono::milliseconds timeout) {
   return true;
 }
 
+struct DaemonOptions {
+  // Added to the test's environment.
+  std::vector<std::pair<std::string, std::string>> env;
+  // Wait for grpc.health.v1 SERVING (else only for the port file).
+  bool wait_serving = true;
+  std::chrono::milliseconds timeout = std::chrono::seconds(60);
+};
+
 class DaemonProcess {
  public:
   // Starts `binary` with `args` plus --port-file (in a fresh temporary directory), waits for the
@@ -42,10 +51,14 @@ class DaemonProcess {
   static StatusOr<std::unique_ptr<DaemonProcess>> Start(
       const std::string& binary, std::vector<std::string> args,
       std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  static StatusOr<std::unique_ptr<DaemonProcess>> Start(const std::string& binary,
+                                                        std::vector<std::string> args,
+                                                        const DaemonOptions& options);
   ~DaemonProcess();
   DaemonProcess(const DaemonProcess&) = delete;
   DaemonProcess& operator=(const DaemonProcess&) = delete;
 
+  pid_t pid() const { return pid_; }
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
   std::string grpc_address() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
@@ -59,7 +72,8 @@ class DaemonProcess {
   std::optional<int> WaitExit(std::chrono::milliseconds timeout);
 
   // "SERVING", "NOT_SERVING", ... or the RPC error's message.
-  std::string HealthStatus();
+  // The overall status, or that of `service` (e.g. "tandem.v1.Inference").
+  std::string HealthStatus(const std::string& service = "");
 
  private:
   DaemonProcess(pid_t pid, std::filesystem::path dir) : pid_(pid), dir_(std::move(dir)) {}

@@ -11,11 +11,13 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -26,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_process.h"
+#include "frontend_util.h"
 #include "tandem/v1/inference.grpc.pb.h"
 
 namespace tandem::testing {
@@ -41,107 +44,16 @@ using std::chrono::seconds;
 
 const std::string kWorker = std::string(TANDEM_BINARY_DIR) + "/bin/tandem-decode-worker";
 const std::string kFrontend = std::string(TANDEM_BINARY_DIR) + "/bin/tandem-frontend";
-const fs::path kTokenizers = fs::path(TANDEM_SOURCE_DIR) / "../shared/data/tokenizers";
-constexpr char kModelName[] = "qwen-test";
+constexpr const char* kModelName = kTestModelName;
 
-struct HttpResult {
-  int status = 0;
-  std::string body;
-  std::string content_type;
-};
-
-// A small synchronous HTTP/1.1 client (one keep-alive connection).
-class HttpClient {
- public:
-  explicit HttpClient(int port) : socket_(io_) {
-    beast::error_code ec;
-    socket_.connect({asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)}, ec);
-    EXPECT_FALSE(ec) << ec.message();
-  }
-
-  HttpResult Request(http::verb method, const std::string& target, const std::string& body = "",
-                     const std::map<std::string, std::string>& headers = {}) {
-    http::request<http::string_body> req(method, target, 11);
-    req.set(http::field::host, "127.0.0.1");
-    for (const auto& [k, v] : headers) req.set(k, v);
-    if (method == http::verb::post) req.set(http::field::content_type, "application/json");
-    req.body() = body;
-    req.prepare_payload();
-    beast::error_code ec;
-    http::write(socket_, req, ec);
-    if (ec) return {};
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(64 << 20);
-    http::read(socket_, buffer_, parser, ec);
-    if (ec) return {};
-    const auto& res = parser.get();
-    return {res.result_int(), res.body(), std::string(res[http::field::content_type])};
-  }
-  HttpResult Post(const std::string& target, const Json& body) {
-    return Request(http::verb::post, target, body.dump());
-  }
-
- private:
-  asio::io_context io_;
-  asio::ip::tcp::socket socket_;
-  beast::flat_buffer buffer_;
-};
-
-// The JSON payloads of an SSE body, "[DONE]" excluded (done set when it was last).
-std::vector<Json> SseEvents(const std::string& body, bool* done) {
-  std::vector<Json> events;
-  *done = false;
-  size_t pos = 0;
-  while ((pos = body.find("data: ", pos)) != std::string::npos) {
-    const size_t end = body.find("\n\n", pos);
-    const std::string data = body.substr(pos + 6, end - pos - 6);
-    pos = end;
-    if (data == "[DONE]") {
-      *done = true;
-      continue;
-    }
-    events.push_back(Json::parse(data, nullptr, false));
-  }
-  return events;
-}
-
-double MetricValue(const std::string& text, const std::string& sample) {
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(sample + " ", 0) == 0) return std::stod(line.substr(sample.size() + 1));
-  }
-  return -1;
-}
-
-void ExpectError(const HttpResult& r, int status, const std::string& what) {
-  SCOPED_TRACE(what);
-  EXPECT_EQ(r.status, status) << r.body;
-  const Json j = Json::parse(r.body, nullptr, false);
-  ASSERT_TRUE(j.is_object() && j.contains("error")) << r.body;
-  for (const char* key : {"message", "type", "param", "code"}) {
-    EXPECT_TRUE(j["error"].contains(key)) << key << " in " << r.body;
-  }
-  EXPECT_TRUE(j["error"]["message"].is_string());
-}
+Json Chat(int max_tokens, bool stream = false) { return ChatRequest(max_tokens, stream); }
 
 class FrontendTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!fs::exists(kTokenizers / "qwen2")) return;
     model_dir_ = new fs::path(fs::temp_directory_path() /
                               ("tandem_frontend_test_" + std::to_string(getpid())));
-    fs::create_directories(*model_dir_);
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
-      fs::copy_file(kTokenizers / "qwen2" / f, *model_dir_ / f,
-                    fs::copy_options::overwrite_existing);
-    }
-    const Json cfg = {
-        {"model_type", "qwen2"},    {"vocab_size", 151936},           {"hidden_size", 32},
-        {"intermediate_size", 64},  {"num_hidden_layers", 1},         {"num_attention_heads", 2},
-        {"num_key_value_heads", 1}, {"max_position_embeddings", 512}, {"rms_norm_eps", 1e-6},
-        {"rope_theta", 1000000.0},  {"tie_word_embeddings", true},    {"eos_token_id", 151645}};
-    std::ofstream(*model_dir_ / "config.json") << cfg.dump();
+    if (!WriteTestModel(*model_dir_)) return;
     for (int i = 0; i < 2; ++i) {
       auto w = DaemonProcess::Start(
           kWorker, {"--model", model_dir_->string(), "--weights", "random", "--kv-cache-size",
@@ -175,7 +87,8 @@ class FrontendTest : public ::testing::Test {
   // Starts a frontend on the two workers and waits for GET /health to say 200.
   static std::unique_ptr<DaemonProcess> StartFrontend(std::vector<std::string> extra,
                                                       std::string workers = "",
-                                                      bool wait_healthy = true) {
+                                                      bool wait_healthy = true,
+                                                      DaemonOptions options = {}) {
     std::vector<std::string> args = {"--model",
                                      model_dir_->string(),
                                      "--served-model-name",
@@ -189,7 +102,8 @@ class FrontendTest : public ::testing::Test {
                                      "--drain-timeout-s",
                                      "20"};
     args.insert(args.end(), extra.begin(), extra.end());
-    auto f = DaemonProcess::Start(kFrontend, args);
+    options.wait_serving = wait_healthy;
+    auto f = DaemonProcess::Start(kFrontend, args, options);
     EXPECT_TRUE(f.ok()) << f.status();
     if (!f.ok()) return nullptr;
     const int port = (*f)->metrics_port();  // The HTTP port (metrics live there).
@@ -201,15 +115,6 @@ class FrontendTest : public ::testing::Test {
   }
 
   static int port() { return frontend_->metrics_port(); }
-
-  static Json Chat(int max_tokens, bool stream = false) {
-    return {{"model", kModelName},
-            {"messages", {{{"role", "user"}, {"content", "Say something."}}}},
-            {"max_tokens", max_tokens},
-            {"temperature", 0},
-            {"ignore_eos", true},
-            {"stream", stream}};
-  }
 
   static inline fs::path* model_dir_ = nullptr;
   static inline DaemonProcess* workers_[2] = {nullptr, nullptr};
@@ -226,6 +131,19 @@ TEST_F(FrontendTest, HealthAndModels) {
   EXPECT_EQ(j["data"][0]["id"], kModelName);
   EXPECT_EQ(j["data"][0]["object"], "model");
   EXPECT_EQ(j["data"][0]["max_model_len"], 512);
+  // Issue 14 item 9: the official client's models.retrieve, and HEAD /health.
+  const HttpResult one = c.Request(http::verb::get, std::string("/v1/models/") + kModelName);
+  ASSERT_EQ(one.status, 200) << one.body;
+  EXPECT_EQ(Json::parse(one.body), j["data"][0]);
+  ExpectError(c.Request(http::verb::get, "/v1/models/gpt-4"), 404, "unknown model");
+  const HttpResult head = c.Request(http::verb::head, "/health");
+  EXPECT_EQ(head.status, 200);
+  EXPECT_TRUE(head.body.empty());
+  EXPECT_EQ(c.Request(http::verb::get, "/health").status, 200);  // The connection still works.
+  // Issue 14 item 8: gRPC health reports the server and the Inference service alike.
+  EXPECT_EQ(frontend_->HealthStatus(), "SERVING");
+  EXPECT_EQ(frontend_->HealthStatus("tandem.v1.Inference"), "SERVING");
+  EXPECT_EQ(workers_[0]->HealthStatus("tandem.v1.Worker"), "SERVING");
 }
 
 TEST_F(FrontendTest, ChatCompletionStreamsWhatItAnswersWhole) {
@@ -395,6 +313,9 @@ TEST_F(FrontendTest, EveryErrorHasItsStatusAndTheServerKeepsServing) {
             8);
   EXPECT_GT(MetricValue(*metrics, "tandem_frontend_time_to_first_token_seconds_count"), 0);
   EXPECT_GT(MetricValue(*metrics, "tandem_frontend_generated_tokens_total"), 0);
+  // Issue 14 item 14: queue time and end-to-end latency.
+  EXPECT_GT(MetricValue(*metrics, "tandem_frontend_request_queue_time_seconds_count"), 0);
+  EXPECT_GT(MetricValue(*metrics, "tandem_frontend_request_duration_seconds_count"), 0);
   // A request leaves the gauge when its worker stream closes, which can come just after the
   // client has read the response: wait for it with a deadline.
   EXPECT_TRUE(WaitFor(
@@ -403,6 +324,83 @@ TEST_F(FrontendTest, EveryErrorHasItsStatusAndTheServerKeepsServing) {
         return m.ok() && MetricValue(*m, "tandem_frontend_active_requests") == 0;
       },
       seconds(10)));
+}
+
+TEST_F(FrontendTest, UnsupportedParametersAreRefusedNamingTheField) {
+  // Issue 14 item 6: what tandem does not implement yet is a 400 naming the field, not silence.
+  HttpClient c(port());
+  const std::string chat = "/v1/chat/completions";
+  const Json tools = Json::parse(R"([{"type": "function", "function": {"name": "get_weather",
+      "parameters": {"type": "object", "properties": {}}}}])");
+  auto with = [](Json body, const char* key, Json value) {
+    body[key] = std::move(value);
+    return body;
+  };
+  Json tools_required = with(Chat(2), "tools", tools);
+  tools_required["tool_choice"] = "required";
+  Json tools_named = with(Chat(2), "tools", tools);
+  tools_named["tool_choice"] = {{"type", "function"}, {"function", {{"name", "get_weather"}}}};
+  const Json completion = {{"model", kModelName}, {"prompt", "Hi"}, {"max_tokens", 2}};
+  const std::vector<std::tuple<std::string, Json, std::string>> refused = {
+      {chat, with(Chat(2), "response_format", {{"type", "json_object"}}), "response_format"},
+      {chat,
+       with(
+           Chat(2), "response_format",
+           {{"type", "json_schema"}, {"json_schema", {{"name", "x"}, {"schema", Json::object()}}}}),
+       "response_format"},
+      {chat, tools_required, "tool_choice"},
+      {chat, tools_named, "tool_choice"},
+      {chat, with(Chat(2), "logit_bias", {{"1", 5}}), "logit_bias"},
+      {chat, with(Chat(2), "logit_bias", "x"), "logit_bias"},
+      {"/v1/completions", with(completion, "suffix", "!"), "suffix"},
+      {"/v1/completions", with(completion, "best_of", 3), "best_of"},
+      {chat,
+       with(Chat(2), "messages", Json::parse(R"([{"role": "user", "content": [{"type": "image_url",
+                "image_url": {"url": "http://x/y.png"}}]}])")),
+       "messages"},
+      {chat, with(Chat(2), "messages", Json::parse(R"([{"role": "wizard", "content": "x"}])")),
+       "messages"},
+  };
+  for (const auto& [path, body, param] : refused) {
+    const HttpResult r = c.Post(path, body);
+    ExpectError(r, 400, body.dump());
+    EXPECT_EQ(Json::parse(r.body)["error"]["param"], param) << r.body;
+  }
+  // What asks for nothing passes.
+  for (const auto& [path, body] : std::vector<std::pair<std::string, Json>>{
+           {chat, with(Chat(2), "response_format", {{"type", "text"}})},
+           {chat, with(Chat(2), "logit_bias", Json::object())},
+           {chat, with(with(Chat(2), "tools", tools), "tool_choice", "auto")},
+           {"/v1/completions", with(with(completion, "best_of", 1), "suffix", "")}}) {
+    EXPECT_EQ(c.Post(path, body).status, 200) << body.dump();
+  }
+  // Content as a list of text parts is the parts joined by newlines, not their JSON.
+  auto greedy = [&](const Json& messages) {
+    const HttpResult r = c.Post(chat, with(Chat(8), "messages", messages));
+    EXPECT_EQ(r.status, 200) << r.body;
+    return Json::parse(r.body)["choices"][0]["message"]["content"].get<std::string>();
+  };
+  const std::string joined = greedy(Json::parse(R"([{"role": "user", "content": "Say\nit."}])"));
+  EXPECT_EQ(greedy(Json::parse(R"([{"role": "user", "content": [{"type": "text", "text": "Say"},
+                                  {"type": "text", "text": "it."}]}])")),
+            joined);
+  // "developer" is the system role.
+  EXPECT_EQ(greedy(Json::parse(R"([{"role": "developer", "content": "Be brief."},
+                                  {"role": "user", "content": "Hi"}])")),
+            greedy(Json::parse(R"([{"role": "system", "content": "Be brief."},
+                                  {"role": "user", "content": "Hi"}])")));
+  // The gRPC API refuses an unknown role too.
+  auto stub = v1::Inference::NewStub(frontend_->channel());
+  grpc::ClientContext ctx;
+  v1::InferenceGenerateRequest req;
+  v1::ChatMessage* m = req.mutable_chat()->add_messages();
+  m->set_role("wizard");
+  m->set_content("x");
+  auto reader = stub->Generate(&ctx, req);
+  v1::InferenceGenerateResponse r;
+  while (reader->Read(&r)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_F(FrontendTest, ClientDisconnectMidStreamFreesTheBlocks) {
@@ -445,19 +443,91 @@ TEST_F(FrontendTest, ClientDisconnectMidStreamFreesTheBlocks) {
   EXPECT_EQ(c.Post("/v1/chat/completions", Chat(2)).status, 200);
 }
 
-TEST_F(FrontendTest, ApiKeyGuardsTheV1Endpoints) {
-  auto f = StartFrontend({"--api-key", "sesame"});
+// The whole command line of a process, arguments joined by spaces.
+std::string CommandLine(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  std::replace(text.begin(), text.end(), '\0', ' ');
+  return text;
+}
+
+// Generates a few tokens over gRPC with `authorization` metadata (none when empty).
+grpc::Status GrpcGenerate(DaemonProcess& frontend, const std::string& authorization) {
+  auto stub = v1::Inference::NewStub(frontend.channel());
+  grpc::ClientContext ctx;
+  if (!authorization.empty()) ctx.AddMetadata("authorization", authorization);
+  v1::InferenceGenerateRequest req;
+  req.set_text("Hello");
+  req.mutable_sampling()->set_max_tokens(2);
+  auto reader = stub->Generate(&ctx, req);
+  v1::InferenceGenerateResponse r;
+  while (reader->Read(&r)) {
+  }
+  return reader->Finish();
+}
+
+grpc::Status GrpcListModels(DaemonProcess& frontend, const std::string& authorization) {
+  auto stub = v1::Inference::NewStub(frontend.channel());
+  grpc::ClientContext ctx;
+  if (!authorization.empty()) ctx.AddMetadata("authorization", authorization);
+  v1::ListModelsResponse models;
+  return stub->ListModels(&ctx, v1::ListModelsRequest(), &models);
+}
+
+TEST_F(FrontendTest, ApiKeyGuardsHttpAndGrpc) {
+  // Issue 14 item 3: the key comes from the environment (as serve passes it), guards every
+  // public gRPC method too, and takes the Bearer scheme in any case.
+  DaemonOptions options;
+  options.env = {{"TANDEM_API_KEY", "sesame"}};
+  auto f = StartFrontend({}, "", true, options);
   ASSERT_NE(f, nullptr);
   HttpClient c(f->metrics_port());
   ExpectError(c.Post("/v1/chat/completions", Chat(2)), 401, "no key");
-  ExpectError(c.Request(http::verb::post, "/v1/chat/completions", Chat(2).dump(),
-                        {{"Authorization", "Bearer wrong"}}),
-              401, "wrong key");
-  EXPECT_EQ(c.Request(http::verb::post, "/v1/chat/completions", Chat(2).dump(),
-                      {{"Authorization", "Bearer sesame"}})
-                .status,
+  ExpectError(c.Post("/v1/chat/completions", Chat(2), {{"Authorization", "Bearer wrong"}}), 401,
+              "wrong key");
+  ExpectError(c.Post("/v1/chat/completions", Chat(2), {{"Authorization", "Bearer sesam"}}), 401,
+              "a prefix of the key");
+  EXPECT_EQ(c.Post("/v1/chat/completions", Chat(2), {{"Authorization", "Bearer sesame"}}).status,
+            200);
+  EXPECT_EQ(c.Post("/v1/chat/completions", Chat(2), {{"Authorization", "bearer sesame"}}).status,
             200);
   EXPECT_EQ(c.Request(http::verb::get, "/health").status, 200);
+
+  EXPECT_EQ(GrpcGenerate(*f, "").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(GrpcGenerate(*f, "Bearer wrong").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(GrpcListModels(*f, "").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(GrpcGenerate(*f, "Bearer sesame").ok());
+  EXPECT_TRUE(GrpcGenerate(*f, "BEARER sesame").ok());
+  EXPECT_TRUE(GrpcListModels(*f, "bearer sesame").ok());
+  EXPECT_EQ(f->HealthStatus("tandem.v1.Inference"), "SERVING");  // Health stays open.
+
+  // Issue 14 item 7: clients cannot grow /metrics with made-up paths, with a key or without.
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(c.Request(http::verb::get, "/v1/rand" + std::to_string(i)).status, 401);
+    EXPECT_EQ(c.Request(http::verb::get, "/rand" + std::to_string(i)).status, 404);
+    EXPECT_EQ(c.Request(http::verb::get, "/v1/rand" + std::to_string(i), "",
+                        {{"Authorization", "Bearer sesame"}})
+                  .status,
+              404);
+  }
+  const auto metrics = HttpGet(f->metrics_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_EQ(metrics->find("rand"), std::string::npos);
+  EXPECT_EQ(
+      MetricValue(*metrics, R"(tandem_frontend_requests_total{endpoint="unknown",status="401"})"),
+      40);
+  EXPECT_EQ(
+      MetricValue(*metrics, R"(tandem_frontend_requests_total{endpoint="unknown",status="404"})"),
+      80);
+
+  // A key given on the command line does not stay visible there (ps, /proc/PID/cmdline).
+  auto g = StartFrontend({"--api-key", "open-sesame"});
+  ASSERT_NE(g, nullptr);
+  EXPECT_EQ(CommandLine(g->pid()).find("open-sesame"), std::string::npos) << CommandLine(g->pid());
+  HttpClient d(g->metrics_port());
+  EXPECT_EQ(
+      d.Post("/v1/chat/completions", Chat(2), {{"Authorization", "Bearer open-sesame"}}).status,
+      200);
 }
 
 TEST_F(FrontendTest, NoWorkerIsServiceUnavailable) {
@@ -468,6 +538,14 @@ TEST_F(FrontendTest, NoWorkerIsServiceUnavailable) {
   EXPECT_EQ(c.Request(http::verb::get, "/health").status, 503);
   ExpectError(c.Post("/v1/chat/completions", Chat(2)), 503, "no worker");
   EXPECT_EQ(c.Request(http::verb::get, "/v1/models").status, 200);
+  // Issue 14 item 8: gRPC health agrees with GET /health.
+  EXPECT_EQ(f->HealthStatus(), "NOT_SERVING");
+  EXPECT_EQ(f->HealthStatus("tandem.v1.Inference"), "NOT_SERVING");
+  // Issue 14 item 11: an unreachable worker is a warning at start, once, its error quoted.
+  EXPECT_TRUE(WaitFor([&] { return f->log().find("worker unreachable") != std::string::npos; },
+                      seconds(10)));
+  const std::string log = f->log();
+  EXPECT_NE(log.find("worker unreachable worker=127.0.0.1:1 error=\""), std::string::npos) << log;
 }
 
 TEST_F(FrontendTest, SigtermLetsStreamsFinish) {

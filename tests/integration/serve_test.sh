@@ -74,6 +74,20 @@ TANDEM_BASE_URL="$base_url" TANDEM_MODEL="$model" TANDEM_API_KEY="$api_key" \
   TANDEM_SEED="$seed" node --test --test-reporter=spec "$openai_dir"/*.test.mjs ||
   fail "the OpenAI client tests failed"
 
+# The gRPC API through the README's example client (scripts/grpc_generate.py), with the key from
+# the environment as the README shows.
+grpc_port=$(json_field grpc_port)
+grpc_out=$(TANDEM_API_KEY="$api_key" /usr/bin/python3 "$source_dir/scripts/grpc_generate.py" \
+  --address "127.0.0.1:$grpc_port" --chat "Hello!" --max-tokens 8 2>"$work/grpc.err") ||
+  fail "scripts/grpc_generate.py failed: $(cat "$work/grpc.err")"
+grep -q "FINISH_REASON_LENGTH, [0-9]* prompt + 8 completion tokens" "$work/grpc.err" ||
+  fail "scripts/grpc_generate.py: unexpected end: $(cat "$work/grpc.err")"
+if /usr/bin/python3 "$source_dir/scripts/grpc_generate.py" --address "127.0.0.1:$grpc_port" \
+  --list-models >/dev/null 2>"$work/grpc.err"; then
+  fail "gRPC ListModels without the API key succeeded"
+fi
+grep -q UNAUTHENTICATED "$work/grpc.err" || fail "gRPC without the key: $(cat "$work/grpc.err")"
+
 # Children of serve, to check none outlives it.
 children=$(pgrep -P "$serve_pid" || true)
 [[ $(wc -w <<<"$children") == 3 ]] || fail "expected 3 daemons under serve, found: $children"

@@ -52,6 +52,40 @@ describe('models', () => {
     for await (const m of client.models.list()) models.push(m.id);
     assert.ok(models.includes(model), `models: ${JSON.stringify(models)}`);
   });
+
+  // Issue 14 item 9: the client's models.retrieve (GET /v1/models/{id}).
+  test('retrieves the served model, and not another', async () => {
+    const card = await client.models.retrieve(model);
+    assert.equal(card.id, model);
+    assert.equal(card.object, 'model');
+    await assert.rejects(client.models.retrieve('no-such-model'), OpenAI.NotFoundError);
+  });
+});
+
+describe('unsupported parameters', () => {
+  // Issue 14 item 6: refused with a 400 naming the field, not silently ignored.
+  for (const [param, extra] of [
+    ['response_format', { response_format: { type: 'json_object' } }],
+    ['logit_bias', { logit_bias: { 1: 10 } }],
+  ]) {
+    test(`${param} is a 400 naming it`, async () => {
+      const err = await client.chat.completions
+        .create({ model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2, ...extra })
+        .then(() => null, (e) => e);
+      assert.ok(err instanceof OpenAI.BadRequestError, String(err));
+      assert.equal(err.param, param);
+    });
+  }
+  test('content parts of text are joined, not sent as JSON', async () => {
+    const parts = await client.chat.completions.create({
+      model, max_tokens: 8, temperature: 0,
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'Hello' }, { type: 'text', text: 'there' }] }],
+    });
+    const joined = await client.chat.completions.create({
+      model, max_tokens: 8, temperature: 0, messages: [{ role: 'user', content: 'Hello\nthere' }],
+    });
+    assert.equal(parts.choices[0].message.content, joined.choices[0].message.content);
+  });
 });
 
 describe('chat.completions', () => {
