@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/logging.h"
+#include "common/status_macros.h"
 
 namespace tandem::frontend {
 
@@ -25,35 +26,43 @@ StatusOr<std::shared_ptr<Generation>> Generation::Start(const GenerationContext&
   if (input.prompt_ids.empty()) return InvalidArgumentError("the prompt is empty");
   std::shared_ptr<Generation> g(
       new Generation(context, std::move(input), std::move(executor), std::move(sink)));
+  TANDEM_RETURN_IF_ERROR(g->Route());
+  return g;
+}
+
+Status Generation::Route() {
   // Weak: the pool's registry holds the callback, and the Generation holds its lease.
-  std::weak_ptr<Generation> weak = g;
-  std::optional<WorkerLease> lease = context.pool->Acquire([weak](const Status& status) {
-    if (auto self = weak.lock()) self->executor_([self, status] { self->Abort(status); });
-  });
+  std::weak_ptr<Generation> weak = weak_from_this();
+  std::optional<WorkerLease> lease =
+      context_.pool->Acquire(input_.request_id, [weak](const Status& status) {
+        if (auto self = weak.lock()) self->executor_([self, status] { self->Abort(status); });
+      });
   if (!lease) return UnavailableError("no worker is available");
-  g->lease_ = std::move(*lease);
-  if (Status s = g->CheckPrompt(); !s.ok()) {
-    context.pool->Release(g->lease_);
+  lease_ = std::move(*lease);
+  if (Status s = CheckPrompt(); !s.ok()) {
+    context_.pool->Release(lease_);
     return s;
   }
+  ++attempts_;
   v1::GenerateRequest request;
-  request.set_request_id(g->input_.request_id);
-  request.mutable_prompt_tokens()->Add(g->input_.prompt_ids.begin(), g->input_.prompt_ids.end());
-  *request.mutable_sampling() = g->input_.sampling;
-  context.metrics->active_requests().Increment();
-  spdlog::debug("request routed request_id={} worker={} prompt_tokens={}", g->request_id(),
-                g->lease_.address, g->input_.prompt_ids.size());
-  g->call_start_ = std::chrono::steady_clock::now();
+  request.set_request_id(input_.request_id);
+  request.mutable_prompt_tokens()->Add(input_.prompt_ids.begin(), input_.prompt_ids.end());
+  *request.mutable_sampling() = input_.sampling;
+  context_.metrics->active_requests().Increment();
+  spdlog::debug("request routed request_id={} worker={} prompt_tokens={} attempt={}",
+                input_.request_id, lease_.address, input_.prompt_ids.size(), attempts_);
+  call_start_ = std::chrono::steady_clock::now();
   // The callbacks hold the Generation until the call is done; they run on gRPC threads and
   // only hop onto the executor.
-  g->call_ = GenerateCall::Start(
-      *g->lease_.stub, request,
+  auto g = shared_from_this();
+  call_ = GenerateCall::Start(
+      *lease_.stub, request,
       {.on_response =
            [g](v1::GenerateResponse&& r) {
              g->executor_([g, r = std::move(r)] { g->OnResponse(r); });
            },
        .on_done = [g](const grpc::Status& s) { g->executor_([g, s] { g->OnDone(s); }); }});
-  return g;
+  return OkStatus();
 }
 
 Status Generation::CheckPrompt() {
@@ -107,8 +116,10 @@ void Generation::Cancel() {
 
 void Generation::Abort(const Status& status) {
   if (finished_) return;
-  spdlog::warn("request ended request_id={} worker={} error={}", input_.request_id, lease_.address,
-               Quoted(status.ToString()));
+  // The pool logged why (a silent worker, no progress, the drain deadline); one line each here
+  // would repeat it for every request.
+  spdlog::debug("request ended request_id={} worker={} error={}", input_.request_id, lease_.address,
+                Quoted(status.ToString()));
   if (call_) call_->Cancel();
   GenerationResult result;
   result.status = status;
@@ -118,6 +129,7 @@ void Generation::Abort(const Status& status) {
 
 void Generation::OnResponse(const v1::GenerateResponse& response) {
   if (finished_) return;
+  any_response_ = true;
   lease_.in_flight->Touch();
   const auto now = std::chrono::steady_clock::now();
   const int n = response.tokens_size();
@@ -176,10 +188,22 @@ void Generation::OnResponse(const v1::GenerateResponse& response) {
 void Generation::OnDone(const grpc::Status& status) {
   context_.pool->Release(lease_);
   context_.metrics->active_requests().Decrement();
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE && completion_tokens_ == 0) {
-    context_.pool->MarkDown(lease_.id);
-  }
+  const bool unreachable = status.error_code() == grpc::StatusCode::UNAVAILABLE && !any_response_;
+  if (unreachable) context_.pool->MarkDown(lease_.id);
   if (finished_) return;
+  // The worker went away (or was draining) before it answered anything: nothing reached the
+  // client, so another worker takes the request.
+  if (unreachable && attempts_ < kMaxAttempts) {
+    spdlog::info("request rerouted request_id={} worker={} error={}", input_.request_id,
+                 lease_.address, Quoted(status.error_message()));
+    const Status routed = Route();
+    if (routed.ok()) return;
+    GenerationResult result;
+    result.status = routed;
+    result.finish_reason = v1::FINISH_REASON_ERROR;
+    Finish(std::move(result));
+    return;
+  }
   GenerationResult result;
   if (status.ok()) {
     // The stream ended without a final message: end the text as it stands.

@@ -4,7 +4,9 @@
 // (TextStream: incremental detokenization, stop strings) for a GenerationSink. A stop string
 // cancels the call on the worker; so does Cancel (the client went away). When the pool gives up
 // on the request (its worker went quiet, no progress within the deadline, the frontend's drain
-// deadline) the call is cancelled and the sink hears the error.
+// deadline) the call is cancelled and the sink hears the error. A worker that cannot be reached,
+// or refuses the call as draining, before it sent anything is replaced by another (up to three
+// workers in all): the client sees nothing of it.
 //
 // Thread safety: everything after Start runs on the Executor given to Start, which must run
 // tasks one at a time in order (an Asio strand); Cancel must be called there too.
@@ -98,6 +100,8 @@ class Generation : public std::enable_shared_from_this<Generation> {
  private:
   Generation(const GenerationContext& context, GenerationInput input, Executor executor,
              std::shared_ptr<GenerationSink> sink);
+  // Picks a worker, checks the prompt against it and starts the Worker.Generate call.
+  Status Route();
   // Checks the prompt against the worker's context (and fills in max_tokens).
   Status CheckPrompt();
   void OnResponse(const v1::GenerateResponse& response);
@@ -113,6 +117,11 @@ class Generation : public std::enable_shared_from_this<Generation> {
   std::shared_ptr<GenerateCall> call_;
   bool finished_ = false;
   int completion_tokens_ = 0;
+  // Workers tried: a worker that goes away before answering anything is replaced, up to
+  // kMaxAttempts in all.
+  static constexpr int kMaxAttempts = 3;
+  int attempts_ = 0;
+  bool any_response_ = false;
   bool queue_time_observed_ = false;
   std::chrono::steady_clock::time_point call_start_;
   std::optional<std::chrono::steady_clock::time_point> last_token_;

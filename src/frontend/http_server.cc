@@ -1,6 +1,8 @@
 #include "frontend/http_server.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -341,6 +343,7 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(asio::io_context& io,
                             std::to_string(options.port) + ": " + ec.message());
   }
   server->port_ = a.local_endpoint(ec).port();
+  server->spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   server->Accept();
   return server;
 }
@@ -355,14 +358,31 @@ void HttpServer::Accept() {
 void HttpServer::OnAccept(beast::error_code ec, asio::ip::tcp::socket socket) {
   if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
   if (ec) {
-    // Out of descriptors (or memory): accepting again at once fails again at once. Wait, so the
-    // connections already open are served and close, and say so without flooding the log.
     constexpr auto kMaxDelay = std::chrono::milliseconds(1000);
     constexpr auto kLogEvery = std::chrono::seconds(10);
-    retry_delay_ = retry_delay_.count() == 0 ? std::chrono::milliseconds(10)
-                                             : std::min(retry_delay_ * 2, kMaxDelay);
     ++errors_since_log_;
     const auto now = std::chrono::steady_clock::now();
+    // Out of descriptors: the spare one makes room to take the waiting connection and answer it
+    // 503, as beyond max_connections, rather than leave it (and the health checks queued behind
+    // it) waiting in the backlog.
+    const bool no_descriptors = ec.value() == EMFILE || ec.value() == ENFILE;
+    if (no_descriptors && RefuseWithSpareDescriptor()) {
+      retry_delay_ = std::chrono::milliseconds(0);
+      if (now - last_error_log_ >= kLogEvery) {
+        spdlog::warn(
+            "http connections refused at the open-file limit error={} failures={} "
+            "open_connections={}",
+            Quoted(ec.message()), errors_since_log_, state_.connections.load());
+        last_error_log_ = now;
+        errors_since_log_ = 0;
+      }
+      Accept();
+      return;
+    }
+    // Accepting again at once would fail again at once. Wait, so the connections already open
+    // are served and close, and say so without flooding the log.
+    retry_delay_ = retry_delay_.count() == 0 ? std::chrono::milliseconds(10)
+                                             : std::min(retry_delay_ * 2, kMaxDelay);
     if (now - last_error_log_ >= kLogEvery) {
       spdlog::warn("http accept failed error={} failures={} retry_ms={} open_connections={}",
                    Quoted(ec.message()), errors_since_log_, retry_delay_.count(),
@@ -385,6 +405,23 @@ void HttpServer::OnAccept(beast::error_code ec, asio::ip::tcp::socket socket) {
     std::make_shared<HttpSession>(std::move(socket), handler_, state_, options_)->Start();
   }
   Accept();
+}
+
+bool HttpServer::RefuseWithSpareDescriptor() {
+  if (spare_fd_ < 0) return false;
+  ::close(spare_fd_);
+  spare_fd_ = -1;
+  beast::error_code ec;
+  asio::ip::tcp::socket socket(io_);
+  acceptor_.non_blocking(true, ec);
+  if (!ec) acceptor_.accept(socket, ec);
+  if (!ec) Refuse(std::move(socket));
+  spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return !ec;
+}
+
+HttpServer::~HttpServer() {
+  if (spare_fd_ >= 0) ::close(spare_fd_);
 }
 
 void HttpServer::Refuse(asio::ip::tcp::socket socket) {

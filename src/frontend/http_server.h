@@ -9,9 +9,10 @@
 // Limits that keep a flood of clients from starving the server: at most `max_connections` are
 // open (beyond it a connection gets a 503 and is closed at once); a connection must send its
 // request header within `header_timeout_s` of its first byte (and of connecting), its body within
-// `body_timeout_s`, and one idle between requests for `keep_alive_timeout_s` is closed. When
-// accept fails (out of file descriptors, say) the server waits before accepting again, from
-// 10 ms doubling to 1 s, and logs it at most every 10 s with the count of failures.
+// `body_timeout_s`, and one idle between requests for `keep_alive_timeout_s` is closed. Out of
+// file descriptors, a spare one is given up to take the waiting connection and answer it 503
+// too; when accept fails otherwise the server waits before accepting again, from 10 ms doubling
+// to 1 s. Either is logged at most every 10 s, with the count of failures.
 //
 // Thread safety: HttpServer's methods run on any thread. An HttpSession's methods must run on
 // its strand: the handler is called there, and Post() gets back there from other threads.
@@ -149,6 +150,9 @@ class HttpServer {
   static StatusOr<std::unique_ptr<HttpServer>> Create(asio::io_context& io,
                                                       const HttpServerOptions& options,
                                                       HttpHandler& handler);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
   uint16_t port() const { return port_; }
   // Stops accepting and lets open connections close after their current response.
   void StartDraining();
@@ -166,6 +170,9 @@ class HttpServer {
   void OnAccept(beast::error_code ec, asio::ip::tcp::socket socket);
   // Answers 503 on a connection beyond max_connections and closes it, without a session.
   void Refuse(asio::ip::tcp::socket socket);
+  // Out of descriptors: closes the spare one, accepts a waiting connection and refuses it, then
+  // takes the spare back. False when no connection could be taken that way.
+  bool RefuseWithSpareDescriptor();
 
   asio::io_context& io_;
   const HttpServerOptions options_;
@@ -176,6 +183,7 @@ class HttpServer {
   std::chrono::milliseconds retry_delay_{0};  // Backoff after accept errors; 0 after a success.
   std::chrono::steady_clock::time_point last_error_log_;
   int errors_since_log_ = 0;
+  int spare_fd_ = -1;  // /dev/null, held for RefuseWithSpareDescriptor.
   HttpServerState state_;
   uint16_t port_ = 0;
 };

@@ -227,7 +227,8 @@ void WorkerPool::Probe(size_t index) {
                Quoted(info.model()), info.max_model_len(), info.block_size());
 }
 
-std::optional<WorkerLease> WorkerPool::Acquire(std::function<void(const Status&)> on_lost) {
+std::optional<WorkerLease> WorkerPool::Acquire(const std::string& request_id,
+                                               std::function<void(const Status&)> on_lost) {
   const std::optional<WorkerId> id = workers_.SelectWorker(*policy_);
   if (!id) return std::nullopt;
   Worker& w = *entries_[id->value()];
@@ -237,6 +238,7 @@ std::optional<WorkerLease> WorkerPool::Acquire(std::function<void(const Status&)
   lease.address = w.address;
   lease.in_flight = std::make_shared<InFlight>();
   lease.in_flight->worker = *id;
+  lease.in_flight->request_id = request_id;
   lease.in_flight->on_lost = std::move(on_lost);
   lease.in_flight->Touch();
   std::lock_guard lock(mu_);

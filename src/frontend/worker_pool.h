@@ -63,6 +63,7 @@ struct WorkerPoolOptions {
 // the request's lease: the monitor may fire it while the request is being released.
 struct InFlight {
   WorkerId worker;
+  std::string request_id;  // For the pool's log lines.
   // steady_clock nanoseconds of the last message from the worker (or of the start).
   std::atomic<int64_t> last_progress_ns{0};
   std::atomic<bool> lost{false};  // on_lost has run.
@@ -91,7 +92,8 @@ class WorkerPool {
 
   // Picks a worker that is up and registers the request (see the header comment); nullopt when
   // no worker is up.
-  std::optional<WorkerLease> Acquire(std::function<void(const Status&)> on_lost);
+  std::optional<WorkerLease> Acquire(const std::string& request_id,
+                                     std::function<void(const Status&)> on_lost);
   void Release(const WorkerLease& lease);
   // A call to the worker failed as unreachable: take it out of rotation until it answers again.
   void MarkDown(WorkerId id);

@@ -149,6 +149,15 @@ grpc::ServerUnaryReactor* WorkerService::Cancel(grpc::CallbackServerContext* con
 grpc::ServerUnaryReactor* WorkerService::GetInfo(grpc::CallbackServerContext* context,
                                                  const v1::GetInfoRequest* request,
                                                  v1::WorkerInfo* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  {
+    // A frontend that probes a draining worker keeps it out of routing.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (draining_) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker is draining"));
+      return reactor;
+    }
+  }
   response->set_worker_id(options_.worker_id);
   response->set_role(options_.role);
   response->set_model(options_.model);
@@ -156,7 +165,6 @@ grpc::ServerUnaryReactor* WorkerService::GetInfo(grpc::CallbackServerContext* co
   response->set_vocab_size(engine_->vocab_size());
   response->set_max_model_len(engine_->max_model_len());
   response->set_total_blocks(engine_->stats().blocks_total);
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

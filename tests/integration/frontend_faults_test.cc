@@ -214,6 +214,46 @@ TEST_F(FrontendFaultsTest, HungWorkerLeavesRoutingAndItsRequestsEndWithAnError) 
   ExpectLogfmtLines(log);
 }
 
+TEST_F(FrontendFaultsTest, ARequestAWorkerCannotTakeGoesToAnother) {
+  // Issue 14 items 1 and 4: a worker that is draining (or gone) before it answered anything: the
+  // request is routed to another worker and the client never sees the failure.
+  auto a = StartWorker({"--drain-timeout", "60"});
+  auto b = StartWorker({"--drain-timeout", "60"});
+  ASSERT_TRUE(a && b);
+  auto f = StartFrontend(a->grpc_address() + "," + b->grpc_address(), {});
+  ASSERT_NE(f, nullptr);
+  const int port = f->metrics_port();
+  ASSERT_TRUE(WaitFor([&] { return Health(port)["workers_up"] == 2; }, seconds(10)));
+  // A long stream keeps one worker draining (not gone) once it has its SIGTERM.
+  OpenStream stream(port, ChatRequest(200, /*stream=*/true));
+  ASSERT_TRUE(stream.WaitStarted());
+  DaemonProcess* busy = nullptr;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (DaemonProcess* w : {a.get(), b.get()}) {
+          auto m = HttpGet(w->metrics_port(), "/metrics");
+          if (m.ok() && MetricValue(*m, "tandem_worker_active_requests") == 1) busy = w;
+        }
+        return busy != nullptr;
+      },
+      seconds(10)));
+  busy->Signal(SIGTERM);
+  ASSERT_TRUE(WaitFor([&] { return busy->HealthStatus() == "NOT_SERVING"; }, seconds(10)));
+  // Round-robin sends every other request to the draining worker; each one still succeeds.
+  for (int i = 0; i < 6; ++i) {
+    const HttpResult r = PostOnce(port, ChatRequest(2));
+    EXPECT_EQ(r.status, 200) << r.body;
+  }
+  bool done = false;
+  const std::vector<Json> events = SseEvents(stream.Finish(), &done);
+  EXPECT_TRUE(done);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back()["choices"][0]["finish_reason"], "length");
+  EXPECT_NE(f->log().find("request rerouted"), std::string::npos) << f->log();
+  // Marked down by the failed call, and kept down by its probes while it drains.
+  EXPECT_EQ(Health(port)["workers_up"], 1);
+}
+
 TEST_F(FrontendFaultsTest, RequestWithoutProgressEndsAtItsDeadline) {
   // Issue 14 item 4: a per-request progress deadline, for a worker whose load reports still
   // look fine (the stall timeout is long here).
@@ -306,11 +346,21 @@ TEST_F(FrontendFaultsTest, RunningOutOfDescriptorsNeitherFloodsTheLogNorStarvesT
   std::this_thread::sleep_for(seconds(3));
   const double cpu = CpuSeconds(f->pid()) - cpu_before;
   EXPECT_LT(cpu, 0.5) << "the accept loop spins";
+  // A health check is answered at once, not left in the backlog behind the idle connections:
+  // 503, as beyond --max-connections.
+  {
+    const auto start = Clock::now();
+    HttpClient probe(port);
+    const HttpResult r = probe.Request(http::verb::get, "/health");
+    EXPECT_EQ(r.status, 503) << r.body;
+    EXPECT_NE(r.body.find("too_many_connections"), std::string::npos) << r.body;
+    EXPECT_LT(Clock::now() - start, seconds(2));
+  }
   for (const int fd : idle) close(fd);
   // Served again once the connections are gone.
   EXPECT_TRUE(WaitFor([&] { return HttpGet(port, "/health").ok(); }, seconds(5))) << f->log();
   const std::string log = f->log();
-  const int lines = CountOf(log, "http accept failed");
+  const int lines = CountOf(log, "refused at the open-file limit");
   EXPECT_GE(lines, 1) << "descriptors never ran out: " << log;
   EXPECT_LE(lines, 2) << log;
   ExpectLogfmtLines(log);

@@ -275,6 +275,13 @@ TEST(WorkerTest, SigtermLetsSixteenStreamsFinish) {
   EXPECT_TRUE(WaitFor([&] { return worker->HealthStatus() != "SERVING"; }, seconds(10)));
   const Streamed late = Generate(*stub, Greedy({1, 2}, 4));
   EXPECT_EQ(late.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  {
+    // Issue 14: a frontend probing a draining worker keeps it out of routing.
+    grpc::ClientContext ctx;
+    v1::WorkerInfo info;
+    EXPECT_EQ(stub->GetInfo(&ctx, v1::GetInfoRequest(), &info).error_code(),
+              grpc::StatusCode::UNAVAILABLE);
+  }
 
   for (auto& c : clients) c.join();
   for (int i = 0; i < kStreams; ++i) {
