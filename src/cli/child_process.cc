@@ -228,11 +228,4 @@ StatusOr<int> HttpGetStatus(const std::string& host, int port, const std::string
   return code;
 }
 
-bool TcpAccepts(const std::string& host, int port) {
-  const int fd = Connect(host, port);
-  if (fd < 0) return false;
-  ::close(fd);
-  return true;
-}
-
 }  // namespace tandem::cli

@@ -1,6 +1,6 @@
 // What `tandem serve` needs to run daemons as child processes: signals taken synchronously, a
-// child process that cannot leak, a private temporary directory, and two small readiness probes
-// (an HTTP status, a TCP connect).
+// child process that cannot leak, a private temporary directory, and a readiness probe (an HTTP
+// status).
 //
 // Thread safety: serve is single-threaded; none of these are for use from several threads.
 #pragma once
@@ -98,8 +98,5 @@ class TempDirectory {
 
 // One plain HTTP/1.1 GET with a 2 s timeout; returns the status code.
 StatusOr<int> HttpGetStatus(const std::string& host, int port, const std::string& path);
-
-// True when something accepts TCP connections on host:port.
-bool TcpAccepts(const std::string& host, int port);
 
 }  // namespace tandem::cli

@@ -27,27 +27,6 @@ size_t KeyPrefix(std::string_view s) {
   return i > 0 && i < s.size() && s[i] == '=' ? i + 1 : 0;
 }
 
-// A bare logfmt value that JSON can take as a number as it stands.
-bool IsJsonNumber(std::string_view s) {
-  size_t i = 0;
-  if (i < s.size() && s[i] == '-') ++i;
-  if (i >= s.size() || !(s[i] >= '0' && s[i] <= '9')) return false;
-  if (s[i] == '0' && i + 1 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '9') return false;
-  while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
-  if (i < s.size() && s[i] == '.') {
-    ++i;
-    if (i >= s.size() || !(s[i] >= '0' && s[i] <= '9')) return false;
-    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
-  }
-  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-    ++i;
-    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
-    if (i >= s.size() || !(s[i] >= '0' && s[i] <= '9')) return false;
-    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
-  }
-  return i == s.size();
-}
-
 std::string DaemonName() {
   const char* name = std::getenv("TANDEM_LOG_NAME");
   return name != nullptr ? std::string(name) : std::string();
@@ -80,8 +59,11 @@ class JsonFormatter final : public spdlog::formatter {
       line["msg"] = parsed->event;
       for (const auto& [key, value] : parsed->fields) {
         if (line.contains(key)) continue;  // time, level, daemon, msg stay ours.
-        if (IsJsonNumber(value)) {
-          line[key] = nlohmann::ordered_json::parse(value, nullptr, /*allow_exceptions=*/false);
+        // A bare value JSON reads as a number stays a number.
+        nlohmann::ordered_json number =
+            nlohmann::ordered_json::parse(value, nullptr, /*allow_exceptions=*/false);
+        if (number.is_number()) {
+          line[key] = std::move(number);
         } else {
           line[key] = value;
         }

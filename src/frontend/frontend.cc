@@ -16,8 +16,6 @@ namespace tandem::frontend {
 
 namespace {
 
-constexpr char kInferenceService[] = "tandem.v1.Inference";
-
 // Connections the open-file limit leaves room for, keeping some descriptors for gRPC, the
 // workers' channels and logs.
 int ConnectionsForFileLimit(uint64_t limit) {
@@ -134,7 +132,7 @@ void Frontend::UpdateHealth(size_t workers_up) {
   const bool serving = workers_up > 0 && running_ && !draining_;
   grpc::HealthCheckServiceInterface* health = grpc_server_->GetHealthCheckService();
   health->SetServingStatus("", serving);
-  health->SetServingStatus(kInferenceService, serving);
+  health->SetServingStatus(v1::Inference::service_full_name(), serving);
 }
 
 Status Frontend::WritePortFile() const {

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -123,26 +124,26 @@ void WorkerPool::CheckLiveness() {
       if (!w.connected || w.load == nullptr) continue;
       const int64_t silent = now - w.last_report_ns.load(std::memory_order_relaxed);
       if (silent < stall_ns) continue;
-      spdlog::warn("worker stopped responding worker={} silent_s={} in_flight={}", w.address,
-                   Seconds(silent), [&] {
-                     int n = 0;
-                     for (const auto& [key, r] : in_flight_) n += r->worker.value() == i;
-                     return n;
-                   }());
       stalled.push_back(WorkerId(i));
       cancel.push_back(w.load);  // Its on_done marks the worker disconnected; probes follow.
       const Status status =
           UnavailableError("worker " + w.address + " stopped responding (no load report for " +
                            Seconds(silent) + " s)");
+      const size_t before = lost.size();
       for (const auto& [key, r] : in_flight_) {
         if (r->worker.value() == i) lost.emplace_back(r, status);
       }
+      spdlog::warn("worker stopped responding worker={} silent_s={} in_flight={}", w.address,
+                   Seconds(silent), lost.size() - before);
     }
     if (progress_ns > 0) {
       for (const auto& [key, r] : in_flight_) {
         const int64_t idle = now - r->last_progress_ns.load(std::memory_order_relaxed);
-        if (idle < progress_ns) continue;
+        if (idle < progress_ns || r->lost.load()) continue;
+        if (std::find(stalled.begin(), stalled.end(), r->worker) != stalled.end()) continue;
         const std::string& address = entries_[r->worker.value()]->address;
+        spdlog::warn("request made no progress request_id={} worker={} idle_s={}", r->request_id,
+                     address, Seconds(idle));
         lost.emplace_back(r, DeadlineExceededError("no response from worker " + address + " for " +
                                                    Seconds(idle) + " s"));
       }

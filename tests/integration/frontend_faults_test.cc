@@ -269,6 +269,7 @@ TEST_F(FrontendFaultsTest, RequestWithoutProgressEndsAtItsDeadline) {
   w->Signal(SIGCONT);
   ExpectError(r, 504, "no progress");
   EXPECT_NE(r.body.find("no response from worker"), std::string::npos) << r.body;
+  EXPECT_NE(f->log().find("request made no progress"), std::string::npos) << f->log();
   EXPECT_GE(took, milliseconds(900));
   EXPECT_LT(took, seconds(5));
   // The worker is fine again: the next request succeeds.
