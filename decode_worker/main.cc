@@ -7,12 +7,13 @@
 #include <cstdio>
 #include <string>
 
+#include "common/file_util.h"
 #include "common/lifecycle.h"
 #include "common/logging.h"
 #include "common/parse.h"
 #include "common/status_macros.h"
 #include "engine/engine_factory.h"
-#include "worker/worker_server.h"
+#include "worker/replica_set.h"
 
 namespace {
 
@@ -24,6 +25,9 @@ struct Flags {
   tandem::engine::EngineOptions engine;
   bool no_prefix_caching = false;
   tandem::worker::WorkerServerOptions server;
+  int replicas = 1;
+  std::string ports = "0";
+  std::string metrics_ports = "0";
   double drain_timeout_s = 30;
   std::string port_file;
   std::string log_level = "info";
@@ -46,24 +50,37 @@ tandem::Status Serve(Flags& f) {
   TANDEM_ASSIGN_OR_RETURN(f.backend.kv_cache_bytes,
                           tandem::ParseByteSize(f.kv_cache_size, "--kv-cache-size"));
   f.engine.enable_prefix_caching = !f.no_prefix_caching;
-  TANDEM_ASSIGN_OR_RETURN(auto engine, tandem::engine::CreateEngine(f.model, f.backend, f.engine));
+  f.backend.mock_seed = f.model.weights_seed;
+  tandem::worker::ReplicaSetOptions set;
+  set.replicas = f.replicas;
+  TANDEM_ASSIGN_OR_RETURN(set.ports,
+                          tandem::worker::ParseReplicaPorts(f.ports, f.replicas, "--port"));
+  TANDEM_ASSIGN_OR_RETURN(set.metrics_ports, tandem::worker::ParseReplicaPorts(
+                                                 f.metrics_ports, f.replicas, "--metrics-port"));
   f.server.service.model = f.model.model;
   f.server.service.block_size = f.backend.block_size;
   if (f.server.service.worker_id.empty()) f.server.service.worker_id = DefaultWorkerId();
-  TANDEM_ASSIGN_OR_RETURN(auto server,
-                          tandem::worker::WorkerServer::Create(std::move(engine), f.server));
+  set.server = f.server;
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, tandem::worker::ReplicaSet::Create(set, [&f](int i) {
+                            tandem::engine::EngineOptions engine = f.engine;
+                            // One disk tier file per replica.
+                            if (f.replicas > 1 && !engine.disk_cache_path.empty()) {
+                              engine.disk_cache_path += "." + std::to_string(i);
+                            }
+                            return tandem::engine::CreateEngine(f.model, f.backend, engine);
+                          }));
   if (!f.port_file.empty()) {
-    TANDEM_RETURN_IF_ERROR(tandem::WritePortFile(
-        f.port_file,
-        {{"grpc_port", server->grpc_port()}, {"metrics_port", server->metrics_port()}}));
+    TANDEM_RETURN_IF_ERROR(tandem::WriteFileAtomically(f.port_file, replicas->PortsJson()));
   }
-  spdlog::info("worker ready grpc={}:{} metrics={}:{} model={} worker_id={}", f.server.host,
-               server->grpc_port(), f.server.host, server->metrics_port(),
-               tandem::Quoted(f.model.model), tandem::Quoted(f.server.service.worker_id));
-  tandem::NotifyReady("serving on port " + std::to_string(server->grpc_port()));
+  const auto& first = replicas->replica(0);
+  spdlog::info("worker ready grpc={}:{} metrics={}:{} replicas={} backend={} model={} worker_id={}",
+               f.server.host, first.grpc_port(), f.server.host, first.metrics_port(), f.replicas,
+               f.backend.backend, tandem::Quoted(f.model.model),
+               tandem::Quoted(f.server.service.worker_id));
+  tandem::NotifyReady("serving on port " + std::to_string(first.grpc_port()));
   signals->Wait();
   tandem::NotifyStopping();
-  server->Drain(std::chrono::milliseconds(static_cast<int64_t>(f.drain_timeout_s * 1000)));
+  replicas->Drain(std::chrono::milliseconds(static_cast<int64_t>(f.drain_timeout_s * 1000)));
   return tandem::OkStatus();
 }
 
@@ -77,7 +94,6 @@ int main(int argc, char** argv) {
   app.add_option("--model", f.model.model, "Checkpoint dir, builtin:demo or builtin:llama-100m");
   app.add_option("--weights", f.weights, "checkpoint | random");
   app.add_option("--seed", f.model.weights_seed, "Seed of random weights");
-  app.add_option("--backend", f.backend.backend, "Engine backend");
   app.add_option("--block-size", f.backend.block_size, "Tokens per KV block");
   app.add_option("--num-blocks", f.backend.num_blocks, "KV blocks (0: from --kv-cache-size)");
   app.add_option("--kv-cache-size", f.kv_cache_size, "KV pool budget");
@@ -95,8 +111,17 @@ int main(int argc, char** argv) {
                  "Write a block to disk once reused this often (0: every block)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--host", f.server.host, "Address to bind (gRPC and metrics)");
-  app.add_option("--port", f.server.port, "gRPC port (0: ephemeral)");
-  app.add_option("--metrics-port", f.server.metrics_port, "Prometheus port (0: ephemeral)");
+  app.add_option("--backend", f.backend.backend, "Engine backend: cpu, cuda or mock");
+  app.add_option("--mock-profile", f.backend.mock_profile,
+                 "Mock backend: timing model JSON (empty: Llama-3.1-8B on an H200)");
+  app.add_option("--mock-speedup", f.backend.mock_speedup,
+                 "Mock backend: simulated time runs this many times faster");
+  app.add_option("--replicas", f.replicas, "Workers in this process, each on its own ports")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--port", f.ports,
+                 "gRPC port (0: ephemeral); with replicas, P (P, P+1, ...) or a list");
+  app.add_option("--metrics-port", f.metrics_ports,
+                 "Prometheus port (0: ephemeral); with replicas, P or a list");
   app.add_option("--worker-id", f.server.service.worker_id, "Worker id (default hostname:pid)");
   app.add_option("--drain-timeout,--drain-timeout-s", f.drain_timeout_s,
                  "Seconds open requests get on SIGTERM")

@@ -21,6 +21,7 @@
 #include "cli/supervisor.h"
 #include "common/api_key.h"
 #include "common/file_util.h"
+#include "common/lifecycle.h"
 #include "common/logging.h"
 #include "common/parse.h"
 #include "common/status_macros.h"
@@ -47,9 +48,12 @@ struct ServeArgs {
   std::string weights;  // Empty: checkpoint for --model, random for the demo.
   uint64_t seed = 0;
   int workers = 1;
+  int replicas = 0;  // Workers per worker process; 0: 1, or 16 for the mock backend.
   std::string state_dir;
   // Workers (tandem-decode-worker).
   std::string backend = engine::BackendOptions().backend;
+  std::string mock_profile;
+  double mock_speedup = engine::BackendOptions().mock_speedup;
   int block_size = engine::BackendOptions().block_size;
   int num_blocks = 0;
   std::string kv_cache_size = "1GiB";
@@ -183,21 +187,6 @@ StatusOr<fs::path> DefaultStateDir() {
   return FailedPreconditionError("neither XDG_CACHE_HOME nor HOME is set: give --state-dir");
 }
 
-// Writes `text` to `path` through a temporary file and a rename, as the daemons do.
-Status WriteFileAtomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) return InternalError("cannot write " + tmp.string());
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return InternalError("cannot rename " + tmp.string() + ": " + ec.message());
-  return OkStatus();
-}
-
 // The host clients connect to: a wildcard address is reached through loopback.
 std::string ConnectHost(const std::string& host) {
   if (host == "0.0.0.0" || host.empty()) return "127.0.0.1";
@@ -219,8 +208,16 @@ struct Resolved {
 };
 
 Status ValidateArgs(const ServeArgs& args) {
-  if (args.workers < 1 || args.workers > 256) {
-    return InvalidArgumentError("--workers: expected 1..256, got " + std::to_string(args.workers));
+  if (args.workers < 1 || args.workers > 1024) {
+    return InvalidArgumentError("--workers: expected 1..1024, got " + std::to_string(args.workers));
+  }
+  if (args.replicas < 0 || args.replicas > 1024) {
+    return InvalidArgumentError("--replicas: expected 0..1024, got " +
+                                std::to_string(args.replicas));
+  }
+  if (!(args.mock_speedup > 0)) return InvalidArgumentError("--mock-speedup must be positive");
+  if ((!args.mock_profile.empty() || args.mock_speedup != 1.0) && args.backend != "mock") {
+    return InvalidArgumentError("--mock-profile and --mock-speedup need --backend mock");
   }
   if (args.port < 0 || args.port > 65535) {
     return InvalidArgumentError("--port: expected 0..65535, got " + std::to_string(args.port));
@@ -317,14 +314,37 @@ std::vector<std::string> Argv(const fs::path& binary, const Flags& flags) {
   return argv;
 }
 
+// Workers per worker process.
+int ReplicasPerProcess(const ServeArgs& args) {
+  const int per = args.replicas > 0 ? args.replicas : args.backend == "mock" ? 16 : 1;
+  return std::min(per, args.workers);
+}
+
+// A worker process: `replicas` workers, with the ports they bound at the first start (empty
+// until then).
+struct WorkerProcess {
+  int first_worker = 0;
+  int replicas = 1;
+  std::vector<Ports> ports;
+};
+
+std::string PortList(const WorkerProcess& p, int Ports::*field) {
+  if (p.ports.empty()) return "0";
+  std::string list;
+  for (const Ports& ports : p.ports)
+    list += (list.empty() ? "" : ",") + std::to_string(ports.*field);
+  return list;
+}
+
 std::vector<std::string> WorkerArgv(const ServeArgs& args, const Resolved& model,
-                                    const fs::path& binary, int index, const Ports& ports,
+                                    const fs::path& binary, int index, const WorkerProcess& proc,
                                     const fs::path& port_file) {
   Flags flags = {
       {"--model", model.model_dir.string()},
       {"--host", "127.0.0.1"},
-      {"--port", std::to_string(ports.grpc)},
-      {"--metrics-port", std::to_string(ports.metrics)},
+      {"--replicas", std::to_string(proc.replicas)},
+      {"--port", PortList(proc, &Ports::grpc)},
+      {"--metrics-port", PortList(proc, &Ports::metrics)},
       {"--seed", std::to_string(args.seed)},
       {"--weights", model.random_weights ? "random" : "checkpoint"},
       {"--backend", args.backend},
@@ -339,13 +359,19 @@ std::vector<std::string> WorkerArgv(const ServeArgs& args, const Resolved& model
       {"--drain-timeout", Number(args.drain_timeout_s)},
       {"--log-level", args.log_level},
       {"--log-format", args.log_format}};
+  if (args.backend == "mock") {
+    flags.emplace_back("--mock-speedup", Number(args.mock_speedup));
+    if (!args.mock_profile.empty()) {
+      flags.emplace_back("--mock-profile", fs::absolute(args.mock_profile).string());
+    }
+  }
   if (!args.disk_cache_path.empty()) {
-    // One file per worker.
+    // One file per worker process (a process of several replicas adds ".r" for each).
     flags.emplace_back("--disk-cache-path",
                        args.workers == 1 ? args.disk_cache_path
                                          : args.disk_cache_path + "." + std::to_string(index));
   }
-  if (ports.grpc == 0) flags.emplace_back("--port-file", port_file.string());
+  if (proc.ports.empty()) flags.emplace_back("--port-file", port_file.string());
   std::vector<std::string> argv = Argv(binary, flags);
   if (args.no_prefix_caching) argv.push_back("--no-prefix-caching");
   return argv;
@@ -412,38 +438,59 @@ StatusOr<int> Serve(const ServeArgs& args, const BlockedSignals& signals) {
     return end.status();
   };
 
-  spdlog::info("starting workers count={} model={} dir={} weights={} backend={}", args.workers,
+  spdlog::info("starting workers count={} processes={} model={} dir={} weights={} backend={}",
+               args.workers,
+               (args.workers + ReplicasPerProcess(args) - 1) / ReplicasPerProcess(args),
                Quoted(model.model_name), Quoted(model.model_dir.string()),
                model.random_weights ? "random" : "checkpoint", args.backend);
   // Shared with the daemons' argv builders, which outlive this scope's locals otherwise.
-  auto worker_ports = std::make_shared<std::vector<Ports>>(args.workers);
+  const int per_process = ReplicasPerProcess(args);
+  const int num_processes = (args.workers + per_process - 1) / per_process;
+  auto processes = std::make_shared<std::vector<WorkerProcess>>(num_processes);
+  for (int k = 0; k < num_processes; ++k) {
+    (*processes)[k].first_worker = k * per_process;
+    (*processes)[k].replicas = std::min(per_process, args.workers - k * per_process);
+  }
   const fs::path run_path = run_dir->path();
-  for (int i = 0; i < args.workers; ++i) {
+  for (int k = 0; k < num_processes; ++k) {
     DaemonSpec spec;
-    spec.name = "worker-" + std::to_string(i);
+    spec.name = "worker-" + std::to_string(k);
     spec.role = DaemonSpec::Role::kWorker;
-    spec.argv = [&args, model, worker_bin, i, worker_ports, run_path] {
-      return WorkerArgv(args, model, worker_bin, i, (*worker_ports)[i],
-                        run_path / ("worker-" + std::to_string(i) + ".json"));
+    spec.argv = [&args, model, worker_bin, k, processes, run_path] {
+      return WorkerArgv(args, model, worker_bin, k, (*processes)[k],
+                        run_path / ("worker-" + std::to_string(k) + ".json"));
     };
     if (Status s = daemons.Add(std::move(spec)); !s.ok()) return abort_startup(s);
   }
 
   std::string worker_list;
   nlohmann::json worker_port_json = nlohmann::json::array();
-  for (int i = 0; i < args.workers; ++i) {
-    const std::string who = "worker-" + std::to_string(i);
+  for (int k = 0; k < num_processes; ++k) {
+    const std::string who = "worker-" + std::to_string(k);
     nlohmann::json ports;
     StatusOr<WaitEnd> end =
         WaitForPortFile(run_path / (who + ".json"), who, daemons, signals, deadline, &ports);
     if (!end.ok() || *end == WaitEnd::kInterrupted) return abort_startup(end);
-    StatusOr<int> grpc_port = PortField(ports, "grpc_port", who);
-    if (!grpc_port.ok()) return abort_startup(grpc_port.status());
-    StatusOr<int> metrics_port = PortField(ports, "metrics_port", who);
-    if (!metrics_port.ok()) return abort_startup(metrics_port.status());
-    (*worker_ports)[i] = Ports{.grpc = *grpc_port, .metrics = *metrics_port};
-    worker_list += (i ? "," : "") + std::string("127.0.0.1:") + std::to_string(*grpc_port);
-    worker_port_json.push_back(ports);
+    WorkerProcess& proc = (*processes)[k];
+    const auto replicas = ports.find("replicas");
+    if (replicas == ports.end() || !replicas->is_array() ||
+        static_cast<int>(replicas->size()) != proc.replicas) {
+      return abort_startup(InternalError(who + "'s port file does not list its " +
+                                         std::to_string(proc.replicas) +
+                                         " replicas: " + ports.dump()));
+    }
+    std::vector<Ports> bound;
+    for (const nlohmann::json& replica : *replicas) {
+      StatusOr<int> grpc_port = PortField(replica, "grpc_port", who);
+      if (!grpc_port.ok()) return abort_startup(grpc_port.status());
+      StatusOr<int> metrics_port = PortField(replica, "metrics_port", who);
+      if (!metrics_port.ok()) return abort_startup(metrics_port.status());
+      bound.push_back(Ports{.grpc = *grpc_port, .metrics = *metrics_port});
+      worker_list +=
+          (worker_list.empty() ? "" : ",") + std::string("127.0.0.1:") + std::to_string(*grpc_port);
+      worker_port_json.push_back(replica);
+    }
+    proc.ports = std::move(bound);
   }
 
   auto frontend_ports = std::make_shared<Ports>();
@@ -456,7 +503,9 @@ StatusOr<int> Serve(const ServeArgs& args, const BlockedSignals& signals) {
                         frontend_port_file);
   };
   if (model.api_key) frontend.env.emplace_back(kApiKeyEnv, *model.api_key);
-  spdlog::info("starting frontend workers={} host={} port={}", worker_list, args.host, args.port);
+  spdlog::info("starting frontend workers={} host={} port={}",
+               args.workers <= 8 ? worker_list : std::to_string(args.workers), args.host,
+               args.port);
   if (Status s = daemons.Add(std::move(frontend)); !s.ok()) return abort_startup(s);
 
   nlohmann::json frontend_json;
@@ -542,8 +591,22 @@ std::function<int()> AddServeCommand(CLI::App& app, int argc, char** argv) {
       ->group("Model");
   // Workers.
   const char* kWorkers = "Workers";
-  serve->add_option("--workers", a.workers, "Worker daemons to start")->group(kWorkers);
-  serve->add_option("--backend", a.backend, "Engine backend: cpu or cuda")->group(kWorkers);
+  serve->add_option("--workers", a.workers, "Workers to start")->group(kWorkers);
+  serve
+      ->add_option("--replicas", a.replicas,
+                   "Workers per worker process, each with its own engine and ports (0: 1, or 16 "
+                   "with --backend mock)")
+      ->group(kWorkers);
+  serve->add_option("--backend", a.backend, "Engine backend: cpu, cuda or mock")->group(kWorkers);
+  serve
+      ->add_option("--mock-profile", a.mock_profile,
+                   "Mock backend: timing model JSON (empty: Llama-3.1-8B on an H200, "
+                   "bench/results/mock_profile_llama-3.1-8b_h200.json)")
+      ->group(kWorkers);
+  serve
+      ->add_option("--mock-speedup", a.mock_speedup,
+                   "Mock backend: simulated time runs this many times faster than real time")
+      ->group(kWorkers);
   serve->add_option("--block-size", a.block_size, "Tokens per KV block")->group(kWorkers);
   serve->add_option("--num-blocks", a.num_blocks, "KV blocks per worker (0: from --kv-cache-size)")
       ->group(kWorkers);

@@ -14,6 +14,8 @@
 namespace tandem {
 
 StatusOr<std::string> ReadFileToString(const std::filesystem::path& path);
+// Writes `text` to `path` through a temporary file and a rename: readers see all or nothing.
+Status WriteFileAtomically(const std::string& path, const std::string& text);
 
 // A read-only, private memory map of a whole file. Unmapped by the destructor.
 class MappedFile {

@@ -17,6 +17,7 @@
 #include <future>
 #include <system_error>
 
+#include "common/file_util.h"
 #include "common/logging.h"
 
 namespace tandem {
@@ -118,17 +119,7 @@ Status WritePortFile(const std::string& path,
     json += (i ? ", \"" : "\"") + ports[i].first + "\": " + std::to_string(ports[i].second);
   }
   json += "}\n";
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << json;
-    out.flush();
-    if (!out) return InternalError("cannot write port file " + tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return InternalError("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
-  }
-  return OkStatus();
+  return WriteFileAtomically(path, json);
 }
 
 void ReexecWithPassiveOpenMp(char** argv) {

@@ -6,6 +6,7 @@
 
 #include "common/status_macros.h"
 #include "engine/cpu/cpu_model_runner.h"
+#include "engine/mock/mock_model_runner.h"
 #include "engine/rope.h"
 #ifdef TANDEM_HAVE_CUDA
 #include "engine/cuda/cuda_model_runner.h"
@@ -46,6 +47,23 @@ StatusOr<std::unique_ptr<ModelRunner>> CreateCpuRunner(const model::ModelConfig&
   return std::unique_ptr<ModelRunner>(std::move(runner));
 }
 
+StatusOr<std::unique_ptr<ModelRunner>> CreateMockRunner(const model::ModelConfig& config,
+                                                        const model::WeightSource& /*weights*/,
+                                                        const BackendOptions& options) {
+  mock::MockRunnerOptions mock_options;
+  mock_options.block_size = options.block_size;
+  TANDEM_ASSIGN_OR_RETURN(mock_options.num_blocks, NumBlocks(config, options,
+                                                             mock::MockModelRunner::KvBytesPerBlock(
+                                                                 config, options.block_size)));
+  if (!options.mock_profile.empty()) {
+    TANDEM_ASSIGN_OR_RETURN(mock_options.profile, mock::LoadMockProfile(options.mock_profile));
+  }
+  mock_options.speedup = options.mock_speedup;
+  mock_options.seed = options.mock_seed;
+  TANDEM_ASSIGN_OR_RETURN(auto runner, mock::MockModelRunner::Create(config, mock_options));
+  return std::unique_ptr<ModelRunner>(std::move(runner));
+}
+
 #ifdef TANDEM_HAVE_CUDA
 StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(const model::ModelConfig& config,
                                                         const model::WeightSource& weights,
@@ -64,6 +82,7 @@ StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(const model::ModelConfig
 const std::map<std::string, RunnerFactory>& Registry() {
   static const auto* registry = new std::map<std::string, RunnerFactory>{
       {"cpu", CreateCpuRunner},
+      {"mock", CreateMockRunner},
 #ifdef TANDEM_HAVE_CUDA
       {"cuda", CreateCudaRunner},
 #endif
@@ -118,7 +137,10 @@ StatusOr<std::unique_ptr<ModelRunner>> CreateModelRunner(const model::ModelConfi
 StatusOr<std::unique_ptr<LlmEngine>> CreateEngine(const ModelSpec& model,
                                                   const BackendOptions& backend,
                                                   const EngineOptions& engine) {
-  TANDEM_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model));
+  ModelSpec spec = model;
+  // The mock computes nothing: seeded random weights stand in, and are never generated.
+  if (backend.backend == "mock") spec.random_weights = true;
+  TANDEM_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(spec));
   TANDEM_ASSIGN_OR_RETURN(auto runner, CreateModelRunner(loaded.config, *loaded.weights, backend));
   EngineOptions options = engine;
   if (options.model_name.empty()) options.model_name = model.model;

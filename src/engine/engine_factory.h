@@ -38,6 +38,10 @@ struct BackendOptions {
   int block_size = 16;               // Tokens per KV block.
   int num_blocks = 0;                // KV blocks; 0 sizes the pool from kv_cache_bytes.
   size_t kv_cache_bytes = 1ull << 30;  // KV pool budget when num_blocks is 0.
+  // The mock backend (engine/mock/): no memory is behind its pool, so the budget is virtual.
+  std::string mock_profile;   // Timing model JSON (empty: Llama-3.1-8B on an H200).
+  double mock_speedup = 1.0;  // Simulated time runs this many times faster than real time.
+  uint64_t mock_seed = 0;     // Seed of its output tokens.
 };
 
 std::vector<std::string> AvailableBackends();
@@ -46,7 +50,8 @@ StatusOr<std::unique_ptr<ModelRunner>> CreateModelRunner(const model::ModelConfi
                                                          const model::WeightSource& weights,
                                                          const BackendOptions& options);
 
-// LoadModel + CreateModelRunner + LlmEngine::Create.
+// LoadModel + CreateModelRunner + LlmEngine::Create. The mock backend reads only the model's
+// configuration (no weights: a directory with config.json is enough).
 StatusOr<std::unique_ptr<LlmEngine>> CreateEngine(const ModelSpec& model,
                                                   const BackendOptions& backend,
                                                   const EngineOptions& engine);

@@ -216,6 +216,7 @@ EngineStats LlmEngine::stats() const {
   s.waiting = waiting_;
   s.queued_prefill_tokens = queued_prefill_tokens_;
   s.onboarded_blocks = onboarded_blocks_;
+  s.simulation = runner_->simulation_stats();
   return s;
 }
 

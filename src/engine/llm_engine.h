@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -53,6 +54,8 @@ struct EngineStats {
   int64_t queued_prefill_tokens = 0;
   // Pool blocks loaded from the host or disk tier instead of being recomputed.
   int64_t onboarded_blocks = 0;
+  // The mock backend's account of simulated against real time; nullopt on real backends.
+  std::optional<SimulationStats> simulation;
 };
 
 class LlmEngine final : public Engine {

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -43,6 +44,14 @@ struct SequenceResult {
   GeneratedToken sampled;
 };
 
+// A simulated backend's account of time (the mock): what its steps should have taken and what
+// they took, in real seconds. Slip is actual − expected: the machine could not keep up.
+struct SimulationStats {
+  double expected_seconds = 0;  // Σ predicted step times, divided by the speedup.
+  double actual_seconds = 0;    // Σ real time the steps took.
+  int64_t steps = 0;
+};
+
 class ModelRunner {
  public:
   virtual ~ModelRunner() = default;
@@ -74,6 +83,8 @@ class ModelRunner {
   virtual StatusOr<std::vector<uint64_t>> FinishedCopies(bool wait) = 0;
   // Host memory the runner copies blocks from and to fastest (pinned, on cuda); null: any.
   virtual kvcache::HostAllocator* host_allocator() { return nullptr; }
+  // Simulated backends only (nullopt elsewhere). Unlike the rest, callable from any thread.
+  virtual std::optional<SimulationStats> simulation_stats() const { return std::nullopt; }
 };
 
 }  // namespace tandem::engine

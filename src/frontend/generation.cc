@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include <utility>
 
 #include "common/logging.h"
@@ -131,6 +133,7 @@ void Generation::OnResponse(const v1::GenerateResponse& response) {
   if (finished_) return;
   any_response_ = true;
   lease_.in_flight->Touch();
+  cached_prompt_tokens_ = std::max(cached_prompt_tokens_, response.cached_prompt_tokens());
   const auto now = std::chrono::steady_clock::now();
   const int n = response.tokens_size();
   if (!queue_time_observed_ && (n > 0 || response.finished())) {
@@ -227,6 +230,7 @@ void Generation::Finish(GenerationResult result) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - input_.arrival).count());
   result.prompt_tokens = prompt_tokens();
   result.completion_tokens = completion_tokens_;
+  result.cached_prompt_tokens = cached_prompt_tokens_;
   std::shared_ptr<GenerationSink> sink = std::move(sink_);
   sink->OnFinish(result);
 }

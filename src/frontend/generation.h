@@ -55,6 +55,8 @@ struct GenerationResult {
   v1::FinishReason finish_reason = v1::FINISH_REASON_UNSPECIFIED;
   int prompt_tokens = 0;
   int completion_tokens = 0;
+  // Prompt tokens the worker found in its prefix cache instead of computing them.
+  int cached_prompt_tokens = 0;
 };
 
 // "stop", "length", or "abort" for the others (OpenAI's finish_reason strings).
@@ -117,6 +119,7 @@ class Generation : public std::enable_shared_from_this<Generation> {
   std::shared_ptr<GenerateCall> call_;
   bool finished_ = false;
   int completion_tokens_ = 0;
+  int cached_prompt_tokens_ = 0;
   // Workers tried: a worker that goes away before answering anything is replaced, up to
   // kMaxAttempts in all.
   static constexpr int kMaxAttempts = 3;

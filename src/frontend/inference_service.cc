@@ -57,6 +57,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<Response>,
     r.mutable_usage()->set_prompt_tokens(result.prompt_tokens);
     r.mutable_usage()->set_completion_tokens(result.completion_tokens);
     r.mutable_usage()->set_total_tokens(result.prompt_tokens + result.completion_tokens);
+    r.mutable_usage()->set_cached_prompt_tokens(result.cached_prompt_tokens);
     Enqueue(std::move(r));
     final_status_ = grpc::Status::OK;
     ending_ = true;

@@ -81,7 +81,17 @@ FrontendMetrics::FrontendMetrics()
                             .Name("tandem_frontend_generated_tokens_total")
                             .Help("Tokens generated for clients")
                             .Register(*registry_)
-                            .Add({})) {}
+                            .Add({})),
+      mock_seconds_(prometheus::BuildGauge()
+                        .Name("tandem_frontend_mock_step_seconds")
+                        .Help("Mock workers, summed: predicted step time (kind=expected) and the "
+                              "real time the steps took (kind=actual); the excess is slip")
+                        .Register(*registry_)) {}
+
+void FrontendMetrics::SetMockTimes(double expected_seconds, double actual_seconds) {
+  mock_seconds_.Add({{"kind", "expected"}}).Set(expected_seconds);
+  mock_seconds_.Add({{"kind", "actual"}}).Set(actual_seconds);
+}
 
 void FrontendMetrics::CountRequest(std::string_view path, int status) {
   requests_

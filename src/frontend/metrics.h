@@ -37,6 +37,8 @@ class FrontendMetrics {
   prometheus::Gauge& active_requests() { return active_requests_; }
   prometheus::Gauge& open_connections() { return open_connections_; }
   prometheus::Counter& refused_connections() { return refused_connections_; }
+  // Mock workers' simulated time against real time, summed (ARCHITECTURE §3 "Engine": slip).
+  void SetMockTimes(double expected_seconds, double actual_seconds);
 
   // The Prometheus text format (version 0.0.4) of every metric.
   std::string Serialize() const;
@@ -52,6 +54,7 @@ class FrontendMetrics {
   prometheus::Counter& refused_connections_;
   prometheus::Gauge& active_requests_;
   prometheus::Counter& generated_tokens_;
+  prometheus::Family<prometheus::Gauge>& mock_seconds_;
 };
 
 }  // namespace tandem::frontend

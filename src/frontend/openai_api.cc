@@ -82,7 +82,8 @@ class HttpResponder final : public GenerationSink {
     }
     context_.metrics->CountRequest(endpoint_, 200);
     const char* reason = FinishReasonName(result.finish_reason);
-    const Json usage = UsageJson(result.prompt_tokens, result.completion_tokens);
+    const Json usage =
+        UsageJson(result.prompt_tokens, result.completion_tokens, result.cached_prompt_tokens);
     if (!stream_) {
       GenerationDelta all;
       all.tokens = std::move(tokens_);
@@ -191,7 +192,10 @@ Json OpenAiApi::ModelCard() const {
                {"object", "model"},
                {"created", created_},
                {"owned_by", "tandem"}};
-  if (auto info = context_.pool->AnyInfo()) card["max_model_len"] = info->max_model_len();
+  if (auto info = context_.pool->AnyInfo()) {
+    card["max_model_len"] = info->max_model_len();
+    card["vocab_size"] = info->vocab_size();  // What a load generator's token-id prompts need.
+  }
   return card;
 }
 
@@ -248,6 +252,9 @@ void OpenAiApi::Handle(HttpRequest&& request, std::shared_ptr<HttpSession> sessi
   } else if (path == "/metrics") {
     if (!allow(http::verb::get)) return;
     context_.metrics->CountRequest(path, 200);
+    if (auto sim = context_.pool->simulation_totals()) {
+      context_.metrics->SetMockTimes(sim->expected_seconds, sim->actual_seconds);
+    }
     session->Reply(200, "text/plain; version=0.0.4; charset=utf-8",
                    context_.metrics->Serialize());
   } else {

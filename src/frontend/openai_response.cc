@@ -39,10 +39,11 @@ std::string ErrorBody(std::string_view message, std::string_view type, std::stri
                      {"code", NullOr(code)}}}});
 }
 
-Json UsageJson(int prompt_tokens, int completion_tokens) {
+Json UsageJson(int prompt_tokens, int completion_tokens, int cached_prompt_tokens) {
   return Json{{"prompt_tokens", prompt_tokens},
               {"completion_tokens", completion_tokens},
-              {"total_tokens", prompt_tokens + completion_tokens}};
+              {"total_tokens", prompt_tokens + completion_tokens},
+              {"prompt_tokens_details", {{"cached_tokens", cached_prompt_tokens}}}};
 }
 
 Json ChatLogprobs(const tokenizer::Tokenizer& tokenizer,

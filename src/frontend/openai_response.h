@@ -22,7 +22,8 @@ namespace tandem::frontend {
 std::string ErrorBody(std::string_view message, std::string_view type, std::string_view param,
                       std::string_view code);
 
-nlohmann::json UsageJson(int prompt_tokens, int completion_tokens);
+// OpenAI's usage object, with prompt_tokens_details.cached_tokens.
+nlohmann::json UsageJson(int prompt_tokens, int completion_tokens, int cached_prompt_tokens);
 
 // Chat format: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}.
 nlohmann::json ChatLogprobs(const tokenizer::Tokenizer& tokenizer,

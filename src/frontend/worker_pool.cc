@@ -194,7 +194,10 @@ void WorkerPool::Probe(size_t index) {
       *w.stub, options_.load_interval_ms,
       {.on_report =
            [this, id, index](const v1::LoadReport& r) {
-             entries_[index]->last_report_ns.store(NowNs(), std::memory_order_relaxed);
+             Worker& from = *entries_[index];
+             from.last_report_ns.store(NowNs(), std::memory_order_relaxed);
+             from.sim_expected_seconds.store(r.sim_expected_seconds(), std::memory_order_relaxed);
+             from.sim_actual_seconds.store(r.sim_actual_seconds(), std::memory_order_relaxed);
              workers_.UpdateLoad(id, router::LoadReport{
                                          .active_requests = r.active_requests(),
                                          .waiting_requests = r.waiting_requests(),
@@ -295,6 +298,16 @@ std::optional<v1::WorkerInfo> WorkerPool::AnyInfo() const {
     if (w->connected) return w->info;
   }
   return std::nullopt;
+}
+
+std::optional<WorkerPool::SimulationTotals> WorkerPool::simulation_totals() const {
+  SimulationTotals totals;
+  for (const auto& w : entries_) {
+    totals.expected_seconds += w->sim_expected_seconds.load(std::memory_order_relaxed);
+    totals.actual_seconds += w->sim_actual_seconds.load(std::memory_order_relaxed);
+  }
+  if (totals.expected_seconds == 0 && totals.actual_seconds == 0) return std::nullopt;
+  return totals;
 }
 
 }  // namespace tandem::frontend

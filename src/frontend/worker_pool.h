@@ -107,6 +107,14 @@ class WorkerPool {
   // The WorkerInfo of some worker that is up (they all serve the same model).
   std::optional<v1::WorkerInfo> AnyInfo() const;
 
+  // Simulated (mock) workers' time accounts, summed over the workers as last reported.
+  struct SimulationTotals {
+    double expected_seconds = 0;
+    double actual_seconds = 0;
+  };
+  // nullopt when no worker has reported one (real backends).
+  std::optional<SimulationTotals> simulation_totals() const;
+
  private:
   struct Worker {
     std::string address;
@@ -114,6 +122,9 @@ class WorkerPool {
     std::unique_ptr<v1::Worker::Stub> stub;
     // steady_clock nanoseconds of the last load report; written by the load stream's callback.
     std::atomic<int64_t> last_report_ns{0};
+    // The last load report's simulation account (mock workers; both 0 otherwise).
+    std::atomic<double> sim_expected_seconds{0};
+    std::atomic<double> sim_actual_seconds{0};
     // Guarded by WorkerPool::mu_.
     bool connected = false;
     bool warned_unreachable = false;  // Logged once per outage, not per probe.

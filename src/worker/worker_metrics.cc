@@ -62,6 +62,10 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry)
                        .Add({})),
       disk_disabled_(SimpleGauge(registry, "tandem_kvcache_disk_disabled",
                                  "1 once the disk tier is off after an error")),
+      sim_expected_(SimpleGauge(registry, "tandem_worker_mock_expected_seconds",
+                                "Mock backend: predicted step time so far (real seconds)")),
+      sim_actual_(SimpleGauge(registry, "tandem_worker_mock_actual_seconds",
+                              "Mock backend: real time its steps took; above expected is slip")),
       ttft_(prometheus::BuildHistogram()
                 .Name("tandem_worker_time_to_first_token_seconds")
                 .Help("From a Generate call's arrival to its first token")
@@ -111,6 +115,10 @@ void WorkerMetrics::Update(const engine::EngineStats& stats, const kvcache::KvTi
   disk_used_.Set(tiers.disk_blocks);
   disk_free_.Set(tiers.disk_capacity - tiers.disk_blocks);
   disk_disabled_.Set(tiers.disk.disabled ? 1 : 0);
+  if (stats.simulation) {
+    sim_expected_.Set(stats.simulation->expected_seconds);
+    sim_actual_.Set(stats.simulation->actual_seconds);
+  }
 
   // Counters advance by what the tiers' totals gained since the last update.
   std::lock_guard lock(tiers_mu_);

@@ -61,6 +61,8 @@ class WorkerMetrics {
   prometheus::Gauge& disk_disabled_;
   std::mutex tiers_mu_;
   kvcache::KvTiersStats last_tiers_;  // what the counters have counted so far
+  prometheus::Gauge& sim_expected_;
+  prometheus::Gauge& sim_actual_;
   prometheus::Histogram& ttft_;
   prometheus::Histogram& duration_;
 };

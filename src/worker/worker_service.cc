@@ -214,6 +214,10 @@ v1::LoadReport WorkerService::LoadSnapshot() const {
   report.set_free_blocks(stats.blocks_available);
   report.set_queued_prefill_tokens(stats.queued_prefill_tokens);
   report.set_waiting_requests(stats.waiting);
+  if (stats.simulation) {
+    report.set_sim_expected_seconds(stats.simulation->expected_seconds);
+    report.set_sim_actual_seconds(stats.simulation->actual_seconds);
+  }
   return report;
 }
 

@@ -50,7 +50,7 @@ GenerateRequest Greedy(std::vector<int32_t> prompt, int max_tokens);
 // True when the build has the cuda backend and the runtime sees a device.
 bool CudaDeviceAvailable();
 
-// Every backend this build registers ("cpu", and "cuda" when built with it), for suites
+// Every computing backend this build registers ("cpu", and "cuda" when built with it), for suites
 // instantiated per backend; a fixture skips "cuda" when CudaDeviceAvailable() is false.
 std::vector<std::string> TestBackends();
 

@@ -81,6 +81,13 @@ StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const std::string&
   }
   daemon->grpc_port_ = ports["grpc_port"].get<int>();
   daemon->metrics_port_ = ports["metrics_port"].get<int>();
+  if (ports.contains("replicas") && ports["replicas"].is_array()) {
+    for (const auto& r : ports["replicas"]) {
+      daemon->replica_grpc_ports_.push_back(r.value("grpc_port", 0));
+    }
+  } else {
+    daemon->replica_grpc_ports_ = {daemon->grpc_port_};
+  }
   daemon->channel_ =
       grpc::CreateChannel(daemon->grpc_address(), grpc::InsecureChannelCredentials());
   if (!options.wait_serving) return daemon;

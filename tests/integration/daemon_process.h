@@ -60,6 +60,8 @@ class DaemonProcess {
 
   pid_t pid() const { return pid_; }
   int grpc_port() const { return grpc_port_; }
+  // gRPC ports of every replica the port file lists ("replicas"; else the one grpc_port).
+  const std::vector<int>& replica_grpc_ports() const { return replica_grpc_ports_; }
   int metrics_port() const { return metrics_port_; }
   std::string grpc_address() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
@@ -84,6 +86,7 @@ class DaemonProcess {
   std::filesystem::path dir_;
   std::optional<int> exit_code_;
   int grpc_port_ = 0;
+  std::vector<int> replica_grpc_ports_;
   int metrics_port_ = 0;
   std::shared_ptr<grpc::Channel> channel_;
 };

@@ -131,6 +131,8 @@ TEST_F(FrontendTest, HealthAndModels) {
   EXPECT_EQ(j["data"][0]["id"], kModelName);
   EXPECT_EQ(j["data"][0]["object"], "model");
   EXPECT_EQ(j["data"][0]["max_model_len"], 512);
+  // Issue 15: a load generator sends token-id prompts inside the vocabulary.
+  EXPECT_GT(j["data"][0]["vocab_size"].get<int>(), 1000);
   // Issue 14 item 9: the official client's models.retrieve, and HEAD /health.
   const HttpResult one = c.Request(http::verb::get, std::string("/v1/models/") + kModelName);
   ASSERT_EQ(one.status, 200) << one.body;
@@ -216,6 +218,41 @@ TEST_F(FrontendTest, CompletionsTakeTextOrTokenIds) {
   for (const Json& e : events) text += e["choices"][0]["text"].get<std::string>();
   EXPECT_EQ(text, j["choices"][0]["text"].get<std::string>());
   EXPECT_EQ(events.back()["choices"][0]["finish_reason"], "length");
+}
+
+// Issue 15: usage says how much of the prompt the worker's prefix cache served
+// (prompt_tokens_details.cached_tokens, as OpenAI reports it), streaming or not.
+TEST_F(FrontendTest, UsageReportsCachedPromptTokens) {
+  HttpClient c(port());
+  Json req = {{"model", kModelName}, {"max_tokens", 2}, {"ignore_eos", true}};
+  std::vector<int> prompt;
+  for (int i = 0; i < 40; ++i) prompt.push_back(1000 + 37 * i);  // 2 full blocks of 16.
+  req["prompt"] = prompt;
+  const HttpResult first = c.Post("/v1/completions", req);
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(Json::parse(first.body)["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  // Round-robin over two workers: of the next two, one lands where the prompt is cached.
+  int cached = 0;
+  for (int i = 0; i < 2; ++i) {
+    const HttpResult again = c.Post("/v1/completions", req);
+    ASSERT_EQ(again.status, 200) << again.body;
+    cached = std::max(
+        cached,
+        Json::parse(again.body)["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>());
+  }
+  EXPECT_EQ(cached, 32);
+  req["stream"] = true;
+  req["stream_options"] = {{"include_usage", true}};
+  int streamed_cached = 0;
+  for (int i = 0; i < 2; ++i) {
+    bool done = false;
+    const auto events = SseEvents(c.Post("/v1/completions", req).body, &done);
+    ASSERT_TRUE(done);
+    streamed_cached =
+        std::max(streamed_cached,
+                 events.back()["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>());
+  }
+  EXPECT_EQ(streamed_cached, 32);
 }
 
 TEST_F(FrontendTest, StopStringCutsTheTextStreamingOrNot) {

@@ -365,6 +365,48 @@ TEST(WorkerTest, KvTiersKeepPrefixesAndReportThem) {
   std::filesystem::remove(disk);
 }
 
+// Issue 15: one process hosts several mock workers, each a whole worker on its own port (own
+// engine, pool and events); the mock's load reports carry its account of simulated time.
+TEST(WorkerTest, MockReplicasAreWholeWorkersOnTheirOwnPorts) {
+  auto worker = StartWorker({"--backend", "mock", "--replicas", "3", "--mock-speedup", "50",
+                             "--num-blocks", "64", "--worker-id", "m"});
+  ASSERT_NE(worker, nullptr);
+  const std::vector<int> ports = worker->replica_grpc_ports();
+  ASSERT_EQ(ports.size(), 3u);
+  std::vector<std::vector<int32_t>> outputs;
+  for (size_t i = 0; i < ports.size(); ++i) {
+    auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(ports[i]),
+                                       grpc::InsecureChannelCredentials());
+    auto stub = v1::Worker::NewStub(channel);
+    grpc::ClientContext ctx;
+    v1::WorkerInfo info;
+    ASSERT_TRUE(stub->GetInfo(&ctx, v1::GetInfoRequest(), &info).ok());
+    EXPECT_EQ(info.worker_id(), "m/" + std::to_string(i));
+    EXPECT_EQ(info.total_blocks(), 64);
+    // The same prompt twice on each replica: each has its own prefix cache.
+    for (int round = 0; round < 2; ++round) {
+      const Streamed s = Generate(
+          *stub, Greedy({5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22}, 8));
+      ASSERT_TRUE(s.status.ok()) << s.status.error_message();
+      EXPECT_EQ(s.tokens.size(), 8u);
+      outputs.push_back(s.tokens);
+    }
+    EXPECT_TRUE(WaitForLoad(*stub, [](const v1::LoadReport& r) {
+      return r.sim_expected_seconds() > 0 && r.sim_actual_seconds() > 0;
+    }));
+  }
+  // The mock's tokens depend only on the seed and the context: every replica agrees.
+  for (const auto& o : outputs) EXPECT_EQ(o, outputs[0]);
+}
+
+TEST(WorkerTest, BadReplicaPortsAreRefusedNamingTheFlag) {
+  auto daemon = DaemonProcess::Start(
+      kWorker, {"--backend", "mock", "--replicas", "3", "--port", "5000,5001"}, seconds(30));
+  ASSERT_FALSE(daemon.ok());
+  EXPECT_NE(daemon.status().message().find("--port: 2 ports for 3 replicas"), std::string::npos)
+      << daemon.status();
+}
+
 TEST(WorkerTest, BadModelIsAOneLineErrorAndExitCodeOne) {
   auto daemon = DaemonProcess::Start(kWorker, {"--model", "/nonexistent/model"}, seconds(30));
   ASSERT_FALSE(daemon.ok());
