@@ -12,7 +12,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev libboost-dev libsystemd-dev liburing-dev curl
   libucx-dev ucx-utils valgrind
-  python3-grpcio python3-protobuf procps
+  python3-grpcio python3-protobuf procps python3-matplotlib
 )
 
 missing=()

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <functional>
 
+#include "cli/bench_command.h"
 #include "cli/run_command.h"
 #ifdef TANDEM_HAVE_SERVE
 #include "cli/serve_command.h"
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
   CLI::App app("tandem: disaggregated LLM serving", "tandem");
   app.require_subcommand(1);
   std::function<int()> run = tandem::cli::AddRunCommand(app);
+  std::function<int()> bench = tandem::cli::AddBenchCommand(app);
 #ifdef TANDEM_HAVE_SERVE
   std::function<int()> serve = tandem::cli::AddServeCommand(app, argc, argv);
 #endif
@@ -35,6 +37,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (app.got_subcommand("run")) return run();
+  if (app.got_subcommand("bench")) return bench();
 #ifdef TANDEM_HAVE_SERVE
   if (app.got_subcommand("serve")) return serve();
 #endif

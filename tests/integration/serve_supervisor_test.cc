@@ -356,5 +356,86 @@ TEST_F(ServeTest, FlagsPassThroughAndBadOnesAreRefusedBeforeAnythingStarts) {
   EXPECT_EQ(serve.WaitExit(seconds(60)), 0) << serve.log();
 }
 
+// Issue 15: `tandem bench` against `tandem serve --backend mock`, end to end: processes of several
+// mock workers behind the real frontend, random and trace workloads, the server-reported slip, a
+// sweep, and a server that is gone.
+TEST_F(ServeTest, BenchDrivesAMockClusterEndToEnd) {
+  Serve serve(dir_, {"--backend", "mock", "--workers", "6", "--replicas", "3", "--mock-speedup",
+                     "4", "--router-mode", "round-robin"});
+  ASSERT_GT(serve.http_port(), 0) << serve.log();
+  EXPECT_EQ(serve.Workers().size(), 2u);  // 6 workers in 2 processes.
+  ASSERT_TRUE(WaitFor([&] { return serve.Health()["workers_up"] == 6; }, seconds(30)));
+  const std::string url = " --base-url http://127.0.0.1:" + std::to_string(serve.http_port());
+  const fs::path random_json = dir_ / "random.json";
+  const std::string random_out =
+      RunCommand(kTandem + " bench" + url +
+                 " --dataset random --input-len 128 --output-len 16 --request-rate 40"
+                 " --num-requests 60 --json-out " +
+                 random_json.string() + " 2>&1; echo rc=$?");
+  ASSERT_NE(random_out.find("rc=0"), std::string::npos) << random_out;
+  const Json r = Json::parse(ReadFile(random_json));
+  EXPECT_EQ(r["summary"]["completed"], 60);
+  EXPECT_EQ(r["summary"]["failed"], 0);
+  for (const Json& q : r["requests"]) {
+    EXPECT_EQ(q["output_tokens"], 16);
+    EXPECT_EQ(q["prompt_tokens"], 128);
+  }
+  // A decode step of the H200 profile is ~5 ms; at --mock-speedup 4, ~1.2 ms.
+  const double tpot = r["summary"]["tpot_ms"]["p50"];
+  EXPECT_GT(tpot, 1.0);
+  EXPECT_LT(tpot, 50.0);
+  EXPECT_GT(r["summary"]["ttft_ms"]["p50"].get<double>(), 0.0);
+  ASSERT_TRUE(r.contains("server")) << r.dump().substr(0, 500);
+  EXPECT_GT(r["server"]["mock_expected_seconds"].get<double>(), 0.0);
+  EXPECT_TRUE(r["server"]["valid"].is_boolean());
+  EXPECT_NE(random_out.find("mock engine slip"), std::string::npos) << random_out;
+
+  // A Mooncake trace whose 8 requests share their first 3 blocks: round-robin over 6 workers
+  // sends the 7th and 8th where those blocks are cached, and usage says so.
+  const fs::path trace = dir_ / "trace.jsonl";
+  {
+    std::ofstream out(trace);
+    for (int i = 0; i < 8; ++i) {
+      out << R"({"timestamp": )" << i * 50 << R"(, "input_length": 120, "output_length": 4, )"
+          << R"("hash_ids": [0, 1, 2, )" << 100 + i << "]}\n";
+    }
+  }
+  const fs::path trace_json = dir_ / "trace.json";
+  const std::string trace_out =
+      RunCommand(kTandem + " bench" + url + " --dataset mooncake --block-size 32 --path " +
+                 trace.string() + " --json-out " + trace_json.string() + " 2>&1; echo rc=$?");
+  ASSERT_NE(trace_out.find("rc=0"), std::string::npos) << trace_out;
+  const Json t = Json::parse(ReadFile(trace_json));
+  EXPECT_EQ(t["summary"]["completed"], 8);
+  EXPECT_GT(t["summary"]["cached_prompt_tokens_fraction"].get<double>(), 0.0);
+
+  // A sweep: one run per rate under "runs".
+  const fs::path sweep_json = dir_ / "sweep.json";
+  const std::string sweep_out = RunCommand(
+      kTandem + " bench" + url +
+      " --dataset random --input-len 32 --output-len 4 --num-requests 10 --request-rates 20,40"
+      " --json-out " +
+      sweep_json.string() + " 2>&1; echo rc=$?");
+  ASSERT_NE(sweep_out.find("rc=0"), std::string::npos) << sweep_out;
+  const Json sweep = Json::parse(ReadFile(sweep_json));
+  ASSERT_EQ(sweep["runs"].size(), 2u);
+  EXPECT_EQ(sweep["runs"][1]["summary"]["completed"], 10);
+
+  kill(serve.pid(), SIGTERM);
+  EXPECT_EQ(serve.WaitExit(seconds(60)), 0) << serve.log();
+  // The server gone: every request fails as a connection error, counted, exit 1, and the report
+  // is still written.
+  const fs::path down_json = dir_ / "down.json";
+  const std::string down_out =
+      RunCommand(kTandem + " bench" + url +
+                 " --model demo --dataset random --input-len 8 --output-len 2 --num-requests 5"
+                 " --json-out " +
+                 down_json.string() + " 2>&1; echo rc=$?");
+  EXPECT_NE(down_out.find("rc=1"), std::string::npos) << down_out;
+  const Json down = Json::parse(ReadFile(down_json));
+  EXPECT_EQ(down["summary"]["failed"], 5);
+  EXPECT_EQ(down["errors"]["connect"], 5);
+}
+
 }  // namespace
 }  // namespace tandem::testing
