@@ -41,6 +41,7 @@ struct HttpClient::Connection {
   ResponseHandler* handler = nullptr;
   Clock::time_point connect_deadline;
   Clock::time_point deadline;
+  Clock::time_point idle_since;
   size_t slot = 0;  // Index in connections_.
 };
 
@@ -116,6 +117,7 @@ void HttpClient::Send(std::string request, ResponseHandler* handler) {
   const Clock::time_point now = Clock::now();
   ++in_flight_;
   Connection* c = nullptr;
+  CloseStaleIdle(now);
   if (!idle_.empty()) {
     c = idle_.back();
     idle_.pop_back();
@@ -223,6 +225,7 @@ void HttpClient::Complete(Connection* c, Clock::time_point now) {
     // connections stay watched for reading: a close by the server is seen and the connection
     // dropped before it is reused.
     c->state = Connection::State::kIdle;
+    c->idle_since = now;
     idle_.push_back(c);
   } else {
     Close(c);
@@ -254,7 +257,15 @@ void HttpClient::Close(Connection* c) {
   connections_.pop_back();
 }
 
+void HttpClient::CloseStaleIdle(Clock::time_point now) {
+  // idle_ is ordered by idle_since: the oldest first.
+  const auto max_idle = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(options_.max_idle_s));
+  while (!idle_.empty() && now - idle_.front()->idle_since > max_idle) Close(idle_.front());
+}
+
 void HttpClient::CheckDeadlines(Clock::time_point now) {
+  CloseStaleIdle(now);
   std::vector<Connection*> late;
   for (auto& c : connections_) {
     if (c->handler == nullptr) continue;

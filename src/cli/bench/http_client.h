@@ -51,6 +51,10 @@ struct HttpClientOptions {
   double connect_timeout_s = 10;
   // A request without its whole response this long after Send fails (kTimeout).
   double request_timeout_s = 600;
+  // An idle keep-alive connection older than this is closed instead of reused: a server closes
+  // idle connections after its own timeout (tandem 30 s, uvicorn 5 s), and a request written
+  // just as it does fails with nothing read.
+  double max_idle_s = 2;
 };
 
 class HttpClient {
@@ -98,6 +102,7 @@ class HttpClient {
   void Close(Connection* c);
   void Watch(Connection* c, uint32_t events);
   void CheckDeadlines(Clock::time_point now);
+  void CloseStaleIdle(Clock::time_point now);
   void DeliverDeferred(Clock::time_point now);
 
   HttpClientOptions options_;

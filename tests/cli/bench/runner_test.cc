@@ -217,6 +217,28 @@ TEST_F(RunnerTest, MaxConcurrencyHoldsRequestsAndReusesConnections) {
   EXPECT_GT(result.records[5].start_s, result.records[5].scheduled_s);
 }
 
+// Found replaying the Mooncake trace (issue 15): a request written on a keep-alive connection
+// just as the server closed it for idleness failed with nothing read. Connections idle past
+// max_idle_s are closed, not reused.
+TEST_F(RunnerTest, IdleConnectionsPastMaxIdleAreNotReused) {
+  Serve([](const FakeRequest&) { return CompletionStream(1, {}, {}, 8); });
+  HttpClientOptions o;
+  o.port = port_;
+  o.max_idle_s = 0.05;
+  auto client = HttpClient::Create(o);
+  ASSERT_TRUE(client.ok()) << client.status();
+  // Two requests 200 ms apart: the second needs a new connection.
+  const std::vector<double> arrivals = {0.0, 0.2};
+  const RunResult result = RunLoad(**client, Requests(2), arrivals, RunOptions(), nullptr, nullptr);
+  for (const RequestRecord& r : result.records) EXPECT_TRUE(r.error_kind.empty()) << r.error_kind;
+  EXPECT_EQ(server_->connections(), 2);
+  // The last one is closed too, once stale.
+  for (int i = 0; i < 10 && (*client)->connections() > 0; ++i) {
+    (*client)->Poll(std::chrono::milliseconds(30));
+  }
+  EXPECT_EQ((*client)->connections(), 0u);
+}
+
 TEST_F(RunnerTest, ArrivalsPaceTheRequests) {
   Serve([](const FakeRequest&) { return CompletionStream(1, {}, {}, 8); });
   const RunResult result = Run(Requests(4), RunOptions(), {0.0, 0.05, 0.1, 0.15});

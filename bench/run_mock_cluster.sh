@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Clusters of mock workers on this machine under replayed traces (issue 15, acceptance 2): the
+# real frontend and router in front of N mock workers (Llama-3.1-8B on an H200, the default
+# profile), driven by tandem bench. One serve per (workers, router mode); JSON, plots and logs
+# under OUT (default /tmp/mock_cluster).
+#
+#   bench/run_mock_cluster.sh mooncake    # conversation trace at 3x for 10 min: 8 and 32
+#                                         # workers, round-robin and least-loaded (~41 min)
+#   bench/run_mock_cluster.sh scale       # 256 workers, Azure conversation trace at 10x, 3 min
+#
+# Environment: OUT, TRACES, and for mooncake SPEEDUP (3), DURATION (600), WORKERS ("8 32"),
+# ROUTERS ("round-robin least-loaded"), BENCH_ARGS (more tandem bench flags). Each run prints
+# the bench table.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/mock_cluster}
+traces=${TRACES:-../shared/data/traces}
+mkdir -p "$out"
+model="$out/llama-3.1-8b"
+scripts/llama31_8b_dir.py "$model" >/dev/null || exit 1
+# An H200's KV capacity for Llama-3.1-8B in bf16 (~110 GB after weights, 128 KiB per token).
+blocks=53000
+
+# serve_and_bench NAME WORKERS ROUTER BENCH_ARGS...
+serve_and_bench() {
+  local name=$1 workers=$2 router=$3
+  shift 3
+  rm -f "$out/$name.ports.json"
+  setsid build/bin/tandem serve --model "$model" --backend mock --workers "$workers" \
+    --num-blocks "$blocks" --router-mode "$router" --port 0 --port-file "$out/$name.ports.json" \
+    --log-level warn >"$out/$name.serve.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 300); do [ -f "$out/$name.ports.json" ] && break; sleep 0.2; done
+  local port
+  port=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['http_port'])" \
+    "$out/$name.ports.json") || { tail "$out/$name.serve.log"; kill -- -$pid; return 1; }
+  echo "## $name: $workers mock workers, $router"
+  build/bin/tandem bench --base-url "http://127.0.0.1:$port" "$@" \
+    --json-out "$out/$name.json" --plots "$out/$name.plots" 2>"$out/$name.bench.log"
+  kill -TERM -- -$pid 2>/dev/null
+  wait $pid 2>/dev/null
+}
+
+case "${1:-mooncake}" in
+  mooncake)
+    for workers in ${WORKERS:-8 32}; do
+      for router in ${ROUTERS:-round-robin least-loaded}; do
+        serve_and_bench "mooncake_${workers}_${router}" "$workers" "$router" \
+          --dataset mooncake --path "$traces/mooncake/conversation_trace.jsonl" --speedup "${SPEEDUP:-3}" \
+          --duration "${DURATION:-600}" ${BENCH_ARGS:-}
+      done
+    done ;;
+  scale)
+    serve_and_bench scale_256 256 least-loaded --dataset azure \
+      --path "$traces/azure_llm_inference_2023/AzureLLMInferenceTrace_conv.csv" --speedup 10 \
+      --duration 180 ;;
+  *) echo "usage: $0 mooncake|scale" >&2; exit 2 ;;
+esac
