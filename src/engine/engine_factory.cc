@@ -143,7 +143,10 @@ StatusOr<std::unique_ptr<LlmEngine>> CreateEngine(const ModelSpec& model,
   TANDEM_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(spec));
   TANDEM_ASSIGN_OR_RETURN(auto runner, CreateModelRunner(loaded.config, *loaded.weights, backend));
   EngineOptions options = engine;
-  if (options.model_name.empty()) options.model_name = model.model;
+  // The same model from another directory (or machine) hashes its blocks the same way.
+  if (options.model_identity.empty()) {
+    options.model_identity = loaded.config.Identity() + "|weights:" + loaded.weights->Identity();
+  }
   return LlmEngine::Create(std::move(runner), options);
 }
 

@@ -75,7 +75,8 @@ LlmEngine::LlmEngine(std::unique_ptr<ModelRunner> runner, const EngineOptions& o
       options_(options),
       max_model_len_(options.max_model_len > 0 ? options.max_model_len
                                                : MaxModelLen(runner_->config())),
-      identity_(options.model_name + "|" + runner_->config().Identity()),
+      identity_(options.model_identity.empty() ? runner_->config().Identity()
+                                               : options.model_identity),
       eos_ids_(runner_->config().eos_token_ids),
       events_(options.kv_event_capacity),
       mover_(std::move(mover)),

@@ -28,7 +28,9 @@ struct EngineOptions {
   int max_num_batched_tokens = 2048;  // Tokens per step; longer prompts are prefilled in chunks.
   bool enable_prefix_caching = true;  // Reuse full prompt blocks found by chained hash.
   int64_t max_model_len = 0;          // Longest prompt + output; 0 takes the model's.
-  std::string model_name;             // Mixed into the block hash seed with the config identity.
+  // The block hash seed's source (ARCHITECTURE §3): the model's configuration and weights,
+  // never a path (engine_factory sets it). Empty: the configuration's identity alone.
+  std::string model_identity;
   // Host (G2) and disk (G3) tiers behind the pool (ARCHITECTURE §3 "Tiers"), with prefix caching;
   // each off unless sized. Host memory is page-aligned (pinned when the backend provides it).
   int host_cache_blocks = 0;
@@ -79,6 +81,8 @@ class LlmEngine final : public Engine {
   // Every change of what the pool and the tiers hold (ARCHITECTURE §3 "KV events").
   const kvcache::KvEventLog& kv_events() const { return events_; }
   const model::ModelConfig& config() const { return runner_->config(); }
+  // What the block hash seed is computed from (EngineOptions::model_identity, resolved).
+  const std::string& model_identity() const { return identity_; }
 
  private:
   LlmEngine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options,

@@ -86,7 +86,13 @@ FrontendMetrics::FrontendMetrics()
                         .Name("tandem_frontend_mock_step_seconds")
                         .Help("Mock workers, summed: predicted step time (kind=expected) and the "
                               "real time the steps took (kind=actual); the excess is slip")
-                        .Register(*registry_)) {}
+                        .Register(*registry_)),
+      refused_workers_(prometheus::BuildGauge()
+                           .Name("tandem_frontend_workers_refused")
+                           .Help("Workers kept out of routing: their model identity or block "
+                                 "size differs from the cluster's")
+                           .Register(*registry_)
+                           .Add({})) {}
 
 void FrontendMetrics::SetMockTimes(double expected_seconds, double actual_seconds) {
   mock_seconds_.Add({{"kind", "expected"}}).Set(expected_seconds);

@@ -39,6 +39,8 @@ class FrontendMetrics {
   prometheus::Counter& refused_connections() { return refused_connections_; }
   // Mock workers' simulated time against real time, summed (ARCHITECTURE §3 "Engine": slip).
   void SetMockTimes(double expected_seconds, double actual_seconds);
+  // Workers refused for differing from the cluster (model identity, block size).
+  void SetRefusedWorkers(int n) { refused_workers_.Set(n); }
 
   // The Prometheus text format (version 0.0.4) of every metric.
   std::string Serialize() const;
@@ -55,6 +57,7 @@ class FrontendMetrics {
   prometheus::Gauge& active_requests_;
   prometheus::Counter& generated_tokens_;
   prometheus::Family<prometheus::Gauge>& mock_seconds_;
+  prometheus::Gauge& refused_workers_;
 };
 
 }  // namespace tandem::frontend

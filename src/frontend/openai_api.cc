@@ -252,6 +252,7 @@ void OpenAiApi::Handle(HttpRequest&& request, std::shared_ptr<HttpSession> sessi
   } else if (path == "/metrics") {
     if (!allow(http::verb::get)) return;
     context_.metrics->CountRequest(path, 200);
+    context_.metrics->SetRefusedWorkers(context_.pool->refused_workers());
     if (auto sim = context_.pool->simulation_totals()) {
       context_.metrics->SetMockTimes(sim->expected_seconds, sim->actual_seconds);
     }

@@ -184,6 +184,30 @@ void WorkerPool::Probe(size_t index) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
+    // The first worker to answer sets what the cluster computes; one that differs in model
+    // identity or block size would share no cached block with the others and hash prompts
+    // differently: it stays out of routing (probed again, in case it is restarted right).
+    if (!cluster_) cluster_ = ClusterIdentity{info.model_identity(), info.block_size()};
+    if (info.model_identity() != cluster_->model_identity ||
+        info.block_size() != cluster_->block_size) {
+      if (!w.refused) {
+        w.refused = true;
+        refused_.fetch_add(1, std::memory_order_relaxed);
+        spdlog::error(
+            "worker refused worker={} reason={} block_size={} cluster_block_size={} "
+            "model_identity={} cluster_model_identity={}",
+            w.address,
+            Quoted(info.block_size() != cluster_->block_size ? "block size differs"
+                                                             : "model identity differs"),
+            info.block_size(), cluster_->block_size, Quoted(info.model_identity()),
+            Quoted(cluster_->model_identity));
+      }
+      return;
+    }
+    if (w.refused) {
+      w.refused = false;
+      refused_.fetch_sub(1, std::memory_order_relaxed);
+    }
     w.info = info;
     w.connected = true;
     w.warned_unreachable = false;

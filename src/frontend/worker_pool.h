@@ -114,6 +114,9 @@ class WorkerPool {
   };
   // nullopt when no worker has reported one (real backends).
   std::optional<SimulationTotals> simulation_totals() const;
+  // Workers kept out of routing because their model identity or block size differs from the
+  // cluster's (the first worker that answered).
+  int refused_workers() const { return refused_.load(std::memory_order_relaxed); }
 
  private:
   struct Worker {
@@ -128,6 +131,7 @@ class WorkerPool {
     // Guarded by WorkerPool::mu_.
     bool connected = false;
     bool warned_unreachable = false;  // Logged once per outage, not per probe.
+    bool refused = false;             // Differs from the cluster (logged once).
     v1::WorkerInfo info;
     std::shared_ptr<LoadStream> load;
   };
@@ -147,6 +151,12 @@ class WorkerPool {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;  // Guarded by mu_.
+  struct ClusterIdentity {
+    std::string model_identity;
+    int block_size = 0;
+  };
+  std::optional<ClusterIdentity> cluster_;  // Guarded by mu_.
+  std::atomic<int> refused_{0};
   // Requests in flight by ticket. Guarded by mu_.
   std::unordered_map<const InFlight*, std::shared_ptr<InFlight>> in_flight_;
   std::mutex up_mu_;             // Orders on_up_changed calls.

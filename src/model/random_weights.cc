@@ -103,6 +103,8 @@ class RandomWeightSource final : public WeightSource {
 
   bool Contains(std::string_view name) const override { return slots_.find(name) != slots_.end(); }
 
+  std::string Identity() const override { return "random:" + std::to_string(seed_); }
+
   std::optional<RandomRecipe> Recipe(std::string_view name) const override {
     const auto it = slots_.find(name);
     if (it == slots_.end()) return std::nullopt;

@@ -94,6 +94,7 @@ Status SafetensorsFile::ParseHeader() {
   }
   const std::string_view header_text(reinterpret_cast<const char*>(bytes.data() + 8),
                                      static_cast<size_t>(header_bytes));
+  header_ = bytes.subspan(0, 8 + static_cast<size_t>(header_bytes));
   TANDEM_ASSIGN_OR_RETURN(json header, ParseJsonObject(header_text, source + ": header"));
   const std::span<const std::byte> data = bytes.subspan(8 + static_cast<size_t>(header_bytes));
 

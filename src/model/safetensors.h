@@ -49,6 +49,11 @@ class SafetensorsFile {
   std::optional<std::string> DTypeNameOf(std::string_view name) const;
 
   const std::map<std::string, std::string, std::less<>>& metadata() const { return metadata_; }
+  // The 8-byte length and the JSON header, as stored: every tensor's name, dtype, shape and
+  // offsets (what defines the file, less the bytes of the tensors).
+  std::span<const std::byte> header_bytes() const { return header_; }
+  // The file's size in bytes.
+  size_t size() const { return file_->bytes().size(); }
   const std::filesystem::path& path() const { return file_->path(); }
 
  private:
@@ -65,6 +70,7 @@ class SafetensorsFile {
   std::unique_ptr<MappedFile> file_;
   std::map<std::string, Entry, std::less<>> tensors_;
   std::map<std::string, std::string, std::less<>> metadata_;
+  std::span<const std::byte> header_;
 };
 
 // The weight_map of a model.safetensors.index.json: tensor name -> shard file name (relative to

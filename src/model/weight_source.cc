@@ -8,10 +8,13 @@
 #include <system_error>
 #include <utility>
 
+#include <fmt/format.h>
+
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "model/json_fields.h"
 #include "model/safetensors.h"
+#include "tandem/block_hash.h"
 
 namespace tandem::model {
 namespace {
@@ -43,6 +46,19 @@ class CheckpointWeights final : public WeightSource {
 
   bool Contains(std::string_view name) const override {
     return tensors_.find(name) != tensors_.end();
+  }
+
+  std::string Identity() const override {
+    // Files in name order (shards are kept by name; a single file is alone).
+    std::string identity = "safetensors";
+    for (const auto& file : files_) {
+      const auto header = file->header_bytes();
+      const uint64_t hash = BlockHashSeed(
+          std::string_view(reinterpret_cast<const char*>(header.data()), header.size()));
+      identity +=
+          fmt::format(";{}:{}:{:016x}", file->path().filename().string(), file->size(), hash);
+    }
+    return identity;
   }
 
  private:

@@ -38,6 +38,11 @@ class WeightSource {
   virtual std::optional<RandomRecipe> Recipe(std::string_view /*name*/) const {
     return std::nullopt;
   }
+
+  // What identifies these weights, never a path (ARCHITECTURE §3 "Block hash"): for a checkpoint,
+  // each file's name, size and safetensors header (hashed); for random weights, the seed. Empty
+  // when unknown.
+  virtual std::string Identity() const { return {}; }
 };
 
 // Opens DIR/model.safetensors or DIR/model.safetensors.index.json (and its shards), memory-mapped.

@@ -1,5 +1,7 @@
 #include "worker/worker_service.h"
 
+#include "tandem/block_hash.h"
+
 #include <spdlog/spdlog.h>
 
 #include <utility>
@@ -165,6 +167,8 @@ grpc::ServerUnaryReactor* WorkerService::GetInfo(grpc::CallbackServerContext* co
   response->set_vocab_size(engine_->vocab_size());
   response->set_max_model_len(engine_->max_model_len());
   response->set_total_blocks(engine_->stats().blocks_total);
+  response->set_model_identity(engine_->model_identity());
+  response->set_block_hash_seed(BlockHashSeed(engine_->model_identity()));
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -328,5 +328,40 @@ INSTANTIATE_TEST_SUITE_P(Backends, EngineTest, ::testing::ValuesIn(TestBackends(
 INSTANTIATE_TEST_SUITE_P(Backends, TieredCacheTest, ::testing::ValuesIn(TestBackends()),
                          kBackendName);
 
+// Issue 16 (identity contract): a worker started on the same checkpoint from another directory
+// hashes its blocks the same way, so a router can match prefixes across workers; other weights
+// hash them differently.
+TEST(EngineIdentityTest, SameCheckpointFromAnotherPathHashesBlocksAlike) {
+  namespace fs = std::filesystem;
+  const fs::path copy =
+      fs::temp_directory_path() / ("tandem_identity_test_" + std::to_string(::getpid()));
+  fs::remove_all(copy);
+  fs::copy(Model(), copy, fs::copy_options::recursive);
+  auto stored = [](LlmEngine& engine) {
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 40; ++i) prompt.push_back(3 + (i * 11) % 250);
+    RunAll(engine, {Greedy(prompt, 1)});
+    std::vector<BlockHash> hashes;
+    for (const auto& e : engine.kv_events().Read(1).events) {
+      if (e.kind == kvcache::KvEvent::Kind::kStored) {
+        hashes.insert(hashes.end(), e.block_hashes.begin(), e.block_hashes.end());
+      }
+    }
+    return hashes;
+  };
+  auto original = MakeEngine(Model());
+  auto moved = MakeEngine(copy.string());
+  BackendOptions cpu;
+  auto random = CreateEngine({.model = Model(), .random_weights = true}, cpu, EngineOptions());
+  ASSERT_TRUE(random.ok()) << random.status();
+  EXPECT_EQ(original->model_identity(), moved->model_identity());
+  EXPECT_EQ(original->model_identity().find(Model()), std::string::npos);
+  const auto hashes = stored(*original);
+  ASSERT_EQ(hashes.size(), 2u);  // Two full blocks of 16.
+  EXPECT_EQ(stored(*moved), hashes);
+  EXPECT_NE(stored(**random), hashes);
+  fs::remove_all(copy);
+}
+
 }  // namespace
 }  // namespace tandem::engine::testing

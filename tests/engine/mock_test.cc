@@ -196,13 +196,14 @@ TEST(MockRunnerTest, TokensArePureFunctionsOfSeedAndContextAndNeverEos) {
 // The whole engine on the mock: real scheduler, pool, prefix cache and events.
 class MockEngineTest : public ::testing::Test {
  protected:
-  std::unique_ptr<LlmEngine> Make(uint64_t seed, int num_blocks = 0, EngineOptions options = {}) {
+  // Steps of microseconds by default.
+  std::unique_ptr<LlmEngine> Make(uint64_t seed, int num_blocks = 0, double speedup = 1000) {
     BackendOptions backend;
     backend.backend = "mock";
     backend.num_blocks = num_blocks;
-    backend.mock_speedup = 1000;  // Steps of microseconds.
+    backend.mock_speedup = speedup;
     backend.mock_seed = seed;
-    auto engine = CreateEngine({.model = "builtin:demo"}, backend, options);
+    auto engine = CreateEngine({.model = "builtin:demo"}, backend, EngineOptions());
     EXPECT_TRUE(engine.ok()) << engine.status().ToString();
     return std::move(engine).value();
   }
@@ -238,7 +239,9 @@ TEST_F(MockEngineTest, RunsAreReproducibleWhateverTheBatching) {
 TEST_F(MockEngineTest, PreemptionUnderATightPoolChangesNothing) {
   const auto requests = Requests();
   auto roomy = Make(5);
-  auto tight = Make(5, /*num_blocks=*/24);
+  // Real-time steps (milliseconds): every request is in before the first step ends, so they
+  // contend for the pool however busy the machine is.
+  auto tight = Make(5, /*num_blocks=*/24, /*speedup=*/1);
   const auto want = RunAll(*roomy, requests);
   const auto got = RunAll(*tight, requests);
   for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(got[i].tokens, want[i].tokens) << i;

@@ -255,6 +255,65 @@ TEST_F(FrontendTest, UsageReportsCachedPromptTokens) {
   EXPECT_EQ(streamed_cached, 32);
 }
 
+// Issue 16 (identity contract): a worker that computes another model (other weights) or cuts
+// blocks differently shares no cached block with the cluster and hashes prompts differently; it
+// is refused at registration with one log line and a metric, never mixed in.
+TEST_F(FrontendTest, WorkersThatDifferFromTheClusterAreRefused) {
+  std::vector<std::unique_ptr<DaemonProcess>> odd;
+  for (const std::vector<std::string>& flags :
+       {std::vector<std::string>{"--seed", "7"}, std::vector<std::string>{"--block-size", "32"}}) {
+    std::vector<std::string> args = {"--model",         model_dir_->string(),
+                                     "--weights",       "random",
+                                     "--kv-cache-size", "32MiB",
+                                     "--port",          "0",
+                                     "--metrics-port",  "0"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    auto w = DaemonProcess::Start(kWorker, args);
+    ASSERT_TRUE(w.ok()) << w.status();
+    odd.push_back(std::move(w).value());
+  }
+  auto frontend = StartFrontend({}, workers_[0]->grpc_address() + "," + odd[0]->grpc_address() +
+                                        "," + odd[1]->grpc_address());
+  ASSERT_NE(frontend, nullptr);
+  const int p = frontend->metrics_port();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto m = HttpGet(p, "/metrics");
+        return m.ok() && m->find("tandem_frontend_workers_refused 2") != std::string::npos;
+      },
+      seconds(10)))
+      << frontend->log();
+  const auto health_body = HttpGet(p, "/health");
+  ASSERT_TRUE(health_body.ok());
+  const Json health = Json::parse(*health_body);
+  EXPECT_EQ(health["workers_up"], 1);
+  const std::string log = frontend->log();
+  EXPECT_NE(log.find("worker refused worker=" + odd[0]->grpc_address() +
+                     " reason=\"model identity differs\""),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("worker refused worker=" + odd[1]->grpc_address() +
+                     " reason=\"block size differs\""),
+            std::string::npos)
+      << log;
+  // Once each, though the refused workers are probed again and again.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const std::string later = frontend->log();
+  size_t refusals = 0;
+  for (size_t at = later.find("worker refused"); at != std::string::npos;
+       at = later.find("worker refused", at + 1)) {
+    ++refusals;
+  }
+  EXPECT_EQ(refusals, 2u);
+  // Every request goes to the worker of the cluster.
+  HttpClient c(p);
+  for (int i = 0; i < 4; ++i) {
+    const HttpResult r = c.Post(
+        "/v1/completions", Json{{"model", kModelName}, {"prompt", "Hello"}, {"max_tokens", 2}});
+    EXPECT_EQ(r.status, 200) << r.body;
+  }
+}
+
 TEST_F(FrontendTest, StopStringCutsTheTextStreamingOrNot) {
   HttpClient c(port());
   Json req = {{"model", kModelName},

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_process.h"
+#include "tandem/block_hash.h"
 #include "tandem/v1/worker.grpc.pb.h"
 
 namespace tandem::testing {
@@ -136,6 +137,11 @@ TEST(WorkerTest, GetInfoDescribesTheWorker) {
   EXPECT_EQ(info.vocab_size(), 512);
   EXPECT_EQ(info.max_model_len(), 2048);
   EXPECT_EQ(info.total_blocks(), 64);
+  // Issue 16: the identity of what it computes (configuration and seeded weights, no path), and
+  // the block hash seed derived from it.
+  EXPECT_NE(info.model_identity().find("weights:random:0"), std::string::npos)
+      << info.model_identity();
+  EXPECT_EQ(info.block_hash_seed(), BlockHashSeed(info.model_identity()));
 }
 
 TEST(WorkerTest, InvalidRequestIsInvalidArgumentAndTheNextSucceeds) {

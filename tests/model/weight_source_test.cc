@@ -156,6 +156,31 @@ TEST(OpenCheckpointTest, ServesEveryTensorOfASingleFile) {
   EXPECT_TRUE((*source)->Contains("model.layers.0.self_attn.rotary_emb.inv_freq"));
 }
 
+// Issue 16 (identity contract): the block hash seed comes from what defines the computation,
+// never from a path. The same files in two directories are one identity; other weights another.
+TEST(OpenCheckpointTest, IdentityIsTheFilesNotTheirPath) {
+  TempDir a, b, c;
+  const ModelConfig config = TinyConfig();
+  const std::string bytes = SafetensorsBytes(CheckpointTensors(config), {{"format", "pt"}});
+  WriteFile(a / "model.safetensors", bytes);
+  WriteFile(b / "model.safetensors", bytes);
+  std::vector<TestTensor> other = CheckpointTensors(config);
+  other.push_back({"model.extra.step", "I64", {1}, std::string(8, '\0')});
+  WriteFile(c / "model.safetensors", SafetensorsBytes(other, {{"format", "pt"}}));
+  auto from_a = OpenCheckpoint(a.path());
+  auto from_b = OpenCheckpoint(b.path());
+  auto from_c = OpenCheckpoint(c.path());
+  ASSERT_TRUE(from_a.ok() && from_b.ok() && from_c.ok());
+  EXPECT_FALSE((*from_a)->Identity().empty());
+  EXPECT_EQ((*from_a)->Identity(), (*from_b)->Identity());
+  EXPECT_NE((*from_a)->Identity(), (*from_c)->Identity());
+  EXPECT_EQ((*from_a)->Identity().find(a.path().string()), std::string::npos);
+  // Random weights: the seed.
+  EXPECT_EQ(RandomWeights(config, 1)->Identity(), RandomWeights(config, 1)->Identity());
+  EXPECT_NE(RandomWeights(config, 1)->Identity(), RandomWeights(config, 2)->Identity());
+  EXPECT_NE(RandomWeights(config, 1)->Identity(), (*from_a)->Identity());
+}
+
 TEST(OpenCheckpointTest, WrongShapeNamesFileTensorAndShapes) {
   TempDir dir;
   const ModelConfig c = TinyConfig();
