@@ -33,16 +33,16 @@ StatusOr<std::shared_ptr<Generation>> Generation::Start(const GenerationContext&
 }
 
 Status Generation::Route() {
-  // Weak: the pool's registry holds the callback, and the Generation holds its lease.
+  // Weak: the pool's registry holds the callback, and the Generation holds its route slot.
   std::weak_ptr<Generation> weak = weak_from_this();
-  std::optional<WorkerLease> lease =
+  std::optional<RouteSlot> slot =
       context_.pool->Acquire(input_.request_id, [weak](const Status& status) {
         if (auto self = weak.lock()) self->executor_([self, status] { self->Abort(status); });
       });
-  if (!lease) return UnavailableError("no worker is available");
-  lease_ = std::move(*lease);
+  if (!slot) return UnavailableError("no worker is available");
+  slot_ = std::move(*slot);
   if (Status s = CheckPrompt(); !s.ok()) {
-    context_.pool->Release(lease_);
+    context_.pool->Release(slot_);
     return s;
   }
   ++attempts_;
@@ -52,13 +52,13 @@ Status Generation::Route() {
   *request.mutable_sampling() = input_.sampling;
   context_.metrics->active_requests().Increment();
   spdlog::debug("request routed request_id={} worker={} prompt_tokens={} attempt={}",
-                input_.request_id, lease_.address, input_.prompt_ids.size(), attempts_);
+                input_.request_id, slot_.address, input_.prompt_ids.size(), attempts_);
   call_start_ = std::chrono::steady_clock::now();
   // The callbacks hold the Generation until the call is done; they run on gRPC threads and
   // only hop onto the executor.
   auto g = shared_from_this();
   call_ = GenerateCall::Start(
-      *lease_.stub, request,
+      *slot_.stub, request,
       {.on_response =
            [g](v1::GenerateResponse&& r) {
              g->executor_([g, r = std::move(r)] { g->OnResponse(r); });
@@ -68,7 +68,7 @@ Status Generation::Route() {
 }
 
 Status Generation::CheckPrompt() {
-  const v1::WorkerInfo& info = lease_.info;
+  const v1::WorkerInfo& info = slot_.info;
   if (info.vocab_size() > 0) {
     for (int32_t id : input_.prompt_ids) {
       if (id < 0 || id >= info.vocab_size()) {
@@ -120,7 +120,7 @@ void Generation::Abort(const Status& status) {
   if (finished_) return;
   // The pool logged why (a silent worker, no progress, the drain deadline); one line each here
   // would repeat it for every request.
-  spdlog::debug("request ended request_id={} worker={} error={}", input_.request_id, lease_.address,
+  spdlog::debug("request ended request_id={} worker={} error={}", input_.request_id, slot_.address,
                 Quoted(status.ToString()));
   if (call_) call_->Cancel();
   GenerationResult result;
@@ -132,7 +132,7 @@ void Generation::Abort(const Status& status) {
 void Generation::OnResponse(const v1::GenerateResponse& response) {
   if (finished_) return;
   any_response_ = true;
-  lease_.in_flight->Touch();
+  slot_.in_flight->Touch();
   cached_prompt_tokens_ = std::max(cached_prompt_tokens_, response.cached_prompt_tokens());
   const auto now = std::chrono::steady_clock::now();
   const int n = response.tokens_size();
@@ -177,28 +177,28 @@ void Generation::OnResponse(const v1::GenerateResponse& response) {
   // This side did not cancel it: the worker stopped it (draining, shutting down) or failed.
   if (reason == v1::FINISH_REASON_CANCELLED) {
     result.status =
-        UnavailableError("worker " + lease_.address + " stopped the request (it is shutting down)");
+        UnavailableError("worker " + slot_.address + " stopped the request (it is shutting down)");
   } else if (reason == v1::FINISH_REASON_ERROR) {
-    result.status = InternalError("worker " + lease_.address + " failed the request");
+    result.status = InternalError("worker " + slot_.address + " failed the request");
   }
   if (!result.status.ok()) {
     spdlog::warn("request failed on worker request_id={} worker={} error={}", input_.request_id,
-                 lease_.address, Quoted(result.status.ToString()));
+                 slot_.address, Quoted(result.status.ToString()));
   }
   Finish(std::move(result));
 }
 
 void Generation::OnDone(const grpc::Status& status) {
-  context_.pool->Release(lease_);
+  context_.pool->Release(slot_);
   context_.metrics->active_requests().Decrement();
   const bool unreachable = status.error_code() == grpc::StatusCode::UNAVAILABLE && !any_response_;
-  if (unreachable) context_.pool->MarkDown(lease_.id);
+  if (unreachable) context_.pool->MarkDown(slot_.id);
   if (finished_) return;
   // The worker went away (or was draining) before it answered anything: nothing reached the
   // client, so another worker takes the request.
   if (unreachable && attempts_ < kMaxAttempts) {
     spdlog::info("request rerouted request_id={} worker={} error={}", input_.request_id,
-                 lease_.address, Quoted(status.error_message()));
+                 slot_.address, Quoted(status.error_message()));
     const Status routed = Route();
     if (routed.ok()) return;
     GenerationResult result;
@@ -219,7 +219,7 @@ void Generation::OnDone(const grpc::Status& status) {
     result.status = Status(code, status.error_message());
     result.finish_reason = v1::FINISH_REASON_ERROR;
     spdlog::warn("request failed on worker request_id={} worker={} error={}", input_.request_id,
-                 lease_.address, Quoted(result.status.ToString()));
+                 slot_.address, Quoted(result.status.ToString()));
   }
   Finish(std::move(result));
 }

@@ -97,7 +97,7 @@ class Generation : public std::enable_shared_from_this<Generation> {
   const std::string& request_id() const { return input_.request_id; }
   int prompt_tokens() const { return static_cast<int>(input_.prompt_ids.size()); }
   // The worker's max_model_len, for error messages.
-  int max_model_len() const { return lease_.info.max_model_len(); }
+  int max_model_len() const { return slot_.info.max_model_len(); }
 
  private:
   Generation(const GenerationContext& context, GenerationInput input, Executor executor,
@@ -112,7 +112,7 @@ class Generation : public std::enable_shared_from_this<Generation> {
 
   const GenerationContext context_;
   GenerationInput input_;
-  WorkerLease lease_;
+  RouteSlot slot_;
   Executor executor_;
   std::shared_ptr<GenerationSink> sink_;  // Dropped once finished (it holds us too).
   TextStream text_;

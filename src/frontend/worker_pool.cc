@@ -255,32 +255,32 @@ void WorkerPool::Probe(size_t index) {
                Quoted(info.model()), info.max_model_len(), info.block_size());
 }
 
-std::optional<WorkerLease> WorkerPool::Acquire(const std::string& request_id,
-                                               std::function<void(const Status&)> on_lost) {
+std::optional<RouteSlot> WorkerPool::Acquire(const std::string& request_id,
+                                             std::function<void(const Status&)> on_lost) {
   const std::optional<WorkerId> id = workers_.SelectWorker(*policy_);
   if (!id) return std::nullopt;
   Worker& w = *entries_[id->value()];
-  WorkerLease lease;
-  lease.id = *id;
-  lease.stub = w.stub.get();
-  lease.address = w.address;
-  lease.in_flight = std::make_shared<InFlight>();
-  lease.in_flight->worker = *id;
-  lease.in_flight->request_id = request_id;
-  lease.in_flight->on_lost = std::move(on_lost);
-  lease.in_flight->Touch();
+  RouteSlot slot;
+  slot.id = *id;
+  slot.stub = w.stub.get();
+  slot.address = w.address;
+  slot.in_flight = std::make_shared<InFlight>();
+  slot.in_flight->worker = *id;
+  slot.in_flight->request_id = request_id;
+  slot.in_flight->on_lost = std::move(on_lost);
+  slot.in_flight->Touch();
   std::lock_guard lock(mu_);
-  lease.info = w.info;
-  in_flight_.emplace(lease.in_flight.get(), lease.in_flight);
-  return lease;
+  slot.info = w.info;
+  in_flight_.emplace(slot.in_flight.get(), slot.in_flight);
+  return slot;
 }
 
-void WorkerPool::Release(const WorkerLease& lease) {
+void WorkerPool::Release(const RouteSlot& slot) {
   {
     std::lock_guard lock(mu_);
-    in_flight_.erase(lease.in_flight.get());
+    in_flight_.erase(slot.in_flight.get());
   }
-  workers_.Release(lease.id);
+  workers_.Release(slot.id);
 }
 
 int WorkerPool::FailAll(const Status& status) {

@@ -60,7 +60,7 @@ struct WorkerPoolOptions {
 };
 
 // One request in flight on a worker, as the pool watches it. Shared by the pool's registry and
-// the request's lease: the monitor may fire it while the request is being released.
+// the request's route slot: the monitor may fire it while the request is being released.
 struct InFlight {
   WorkerId worker;
   std::string request_id;  // For the pool's log lines.
@@ -74,8 +74,9 @@ struct InFlight {
   void Touch();
 };
 
-// A worker chosen for one request; give it back with WorkerPool::Release exactly once.
-struct WorkerLease {
+// A route slot (ARCHITECTURE §1 "Words"): a worker chosen for one request, holding its share of
+// the worker's load accounting; give it back with WorkerPool::Release exactly once.
+struct RouteSlot {
   WorkerId id;
   v1::Worker::Stub* stub = nullptr;  // Owned by the pool; valid while the pool lives.
   v1::WorkerInfo info;
@@ -92,9 +93,9 @@ class WorkerPool {
 
   // Picks a worker that is up and registers the request (see the header comment); nullopt when
   // no worker is up.
-  std::optional<WorkerLease> Acquire(const std::string& request_id,
-                                     std::function<void(const Status&)> on_lost);
-  void Release(const WorkerLease& lease);
+  std::optional<RouteSlot> Acquire(const std::string& request_id,
+                                   std::function<void(const Status&)> on_lost);
+  void Release(const RouteSlot& slot);
   // A call to the worker failed as unreachable: take it out of rotation until it answers again.
   void MarkDown(WorkerId id);
   // Ends every request in flight with `status` (through its on_lost); returns how many.
