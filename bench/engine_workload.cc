@@ -20,6 +20,7 @@
 #include <random>
 #include <vector>
 
+#include "cli/bench/metrics.h"
 #include "common/parse.h"
 #include "engine/engine_factory.h"
 
@@ -29,19 +30,10 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const double rank = p / 100 * (v.size() - 1);
-  const size_t lo = static_cast<size_t>(rank);
-  const size_t hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (v[hi] - v[lo]) * (rank - lo);
-}
-
-double Mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0 : s / v.size();
+// The JSON object of one latency's statistics, as tandem bench reports them.
+nlohmann::json StatsJson(const std::vector<double>& values) {
+  const tandem::bench::LatencyStats s = tandem::bench::Summarize(values);
+  return {{"mean", s.mean.value_or(0)}, {"p50", s.p50.value_or(0)}, {"p99", s.p99.value_or(0)}};
 }
 
 struct InFlight {
@@ -167,29 +159,26 @@ int main(int argc, char** argv) {
     }
   }
   const double duration = Seconds(Clock::now() - start);
-  nlohmann::json j = {
-      {"model", model},
-      {"backend", backend},
-      {"input_len", input_len},
-      {"output_len", output_len},
-      {"concurrency", concurrency},
-      {"completed", completed},
-      {"failed", failed},
-      {"duration_s", duration},
-      {"output_throughput", output_tokens / duration},
-      {"request_throughput", completed / duration},
-      {"ttft_ms",
-       {{"mean", Mean(ttft)}, {"p50", Percentile(ttft, 50)}, {"p99", Percentile(ttft, 99)}}},
-      {"tpot_ms",
-       {{"mean", Mean(tpot)}, {"p50", Percentile(tpot, 50)}, {"p99", Percentile(tpot, 99)}}},
-      {"e2e_ms",
-       {{"mean", Mean(e2e)}, {"p50", Percentile(e2e, 50)}, {"p99", Percentile(e2e, 99)}}}};
+  nlohmann::json j = {{"model", model},
+                      {"backend", backend},
+                      {"input_len", input_len},
+                      {"output_len", output_len},
+                      {"concurrency", concurrency},
+                      {"completed", completed},
+                      {"failed", failed},
+                      {"duration_s", duration},
+                      {"output_throughput", output_tokens / duration},
+                      {"request_throughput", completed / duration},
+                      {"ttft_ms", StatsJson(ttft)},
+                      {"tpot_ms", StatsJson(tpot)},
+                      {"e2e_ms", StatsJson(e2e)}};
   std::printf(
       "| engine | backend | isl/osl | concurrency | done | output tok/s | TTFT p50 ms | "
       "TPOT p50 ms |\n|---|---|---|---:|---:|---:|---:|---:|\n");
   std::printf("| %s | %s | %d/%d | %d | %d | %.0f | %.1f | %.2f |\n", model.c_str(),
               backend.c_str(), input_len, output_len, concurrency, completed,
-              output_tokens / duration, Percentile(ttft, 50), Percentile(tpot, 50));
+              output_tokens / duration, j["ttft_ms"]["p50"].get<double>(),
+              j["tpot_ms"]["p50"].get<double>());
   if (!json_out.empty()) std::ofstream(json_out) << j.dump(2) << "\n";
   return failed == 0 ? 0 : 1;
 }

@@ -323,7 +323,6 @@ int ReplicasPerProcess(const ServeArgs& args) {
 // A worker process: `replicas` workers, with the ports they bound at the first start (empty
 // until then).
 struct WorkerProcess {
-  int first_worker = 0;
   int replicas = 1;
   std::vector<Ports> ports;
 };
@@ -438,17 +437,15 @@ StatusOr<int> Serve(const ServeArgs& args, const BlockedSignals& signals) {
     return end.status();
   };
 
-  spdlog::info("starting workers count={} processes={} model={} dir={} weights={} backend={}",
-               args.workers,
-               (args.workers + ReplicasPerProcess(args) - 1) / ReplicasPerProcess(args),
-               Quoted(model.model_name), Quoted(model.model_dir.string()),
-               model.random_weights ? "random" : "checkpoint", args.backend);
-  // Shared with the daemons' argv builders, which outlive this scope's locals otherwise.
   const int per_process = ReplicasPerProcess(args);
   const int num_processes = (args.workers + per_process - 1) / per_process;
+  spdlog::info("starting workers count={} processes={} model={} dir={} weights={} backend={}",
+               args.workers, num_processes, Quoted(model.model_name),
+               Quoted(model.model_dir.string()), model.random_weights ? "random" : "checkpoint",
+               args.backend);
+  // Shared with the daemons' argv builders, which outlive this scope's locals otherwise.
   auto processes = std::make_shared<std::vector<WorkerProcess>>(num_processes);
   for (int k = 0; k < num_processes; ++k) {
-    (*processes)[k].first_worker = k * per_process;
     (*processes)[k].replicas = std::min(per_process, args.workers - k * per_process);
   }
   const fs::path run_path = run_dir->path();

@@ -189,9 +189,10 @@ Status WriteJson(const std::string& path, const Json& report) {
   return OkStatus();
 }
 
-// The model to name and the vocabulary to draw from, asking the server what the flags leave
-// open. Fails only when no model was given and the server cannot say. `tandem` is set when the
-// server listed the model as tandem's.
+// The model to name and the vocabulary to draw from, asking the server (GET /v1/models, always:
+// it also says whether the server is tandem's) what the flags leave open. Fails only when no
+// model was given and the server cannot say. `tandem` is set when the server listed the model as
+// tandem's, whose /metrics then tell the mock workers' slip.
 StatusOr<std::pair<std::string, int>> ResolveModel(const BenchOptions& o, const Plan& plan,
                                                    HttpClient& client, bool* tandem) {
   std::string model = o.model;

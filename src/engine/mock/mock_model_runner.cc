@@ -46,9 +46,16 @@ MockTime& RealTime() {
   return *time;
 }
 
+KvLayout MockModelRunner::Layout(const model::ModelConfig& config, int block_size) {
+  return KvLayout{.num_layers = config.num_hidden_layers,
+                  .num_kv_heads = config.num_key_value_heads,
+                  .head_dim = config.head_dim,
+                  .block_size = block_size,
+                  .element_bytes = 2};
+}
+
 size_t MockModelRunner::KvBytesPerBlock(const model::ModelConfig& config, int block_size) {
-  return static_cast<size_t>(config.num_hidden_layers) * 2 * config.num_key_value_heads *
-         config.head_dim * block_size * 2;
+  return Layout(config, block_size).BlockBytes();
 }
 
 StatusOr<std::unique_ptr<MockModelRunner>> MockModelRunner::Create(
@@ -65,14 +72,9 @@ StatusOr<std::unique_ptr<MockModelRunner>> MockModelRunner::Create(
 MockModelRunner::MockModelRunner(const model::ModelConfig& config, const MockRunnerOptions& options)
     : config_(config),
       options_(options),
+      layout_(Layout(config, options.block_size)),
       time_(options.time != nullptr ? options.time : &RealTime()),
-      eos_ids_(config.eos_token_ids) {
-  layout_.num_layers = config.num_hidden_layers;
-  layout_.num_kv_heads = config.num_key_value_heads;
-  layout_.head_dim = config.head_dim;
-  layout_.block_size = options.block_size;
-  layout_.element_bytes = 2;
-}
+      eos_ids_(config.eos_token_ids) {}
 
 int32_t MockModelRunner::NextToken(std::span<const int32_t> prompt,
                                    std::span<const int32_t> output) const {

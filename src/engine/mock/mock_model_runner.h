@@ -78,6 +78,7 @@ class MockModelRunner final : public ModelRunner {
 
  private:
   MockModelRunner(const model::ModelConfig& config, const MockRunnerOptions& options);
+  static KvLayout Layout(const model::ModelConfig& config, int block_size);
 
   model::ModelConfig config_;
   MockRunnerOptions options_;
