@@ -114,7 +114,7 @@ class FakeWorker final : public v1::Worker::Service {
   grpc::Status GetInfo(grpc::ServerContext*, const v1::GetInfoRequest*,
                        v1::WorkerInfo* info) override {
     info->set_worker_id("bench-fake-worker");
-    info->set_role("aggregated");
+    info->set_role(v1::WORKER_ROLE_AGGREGATED);
     info->set_model("demo");
     info->set_block_size(16);
     info->set_vocab_size(512);

@@ -7,6 +7,11 @@
 #   bench/run_mock_cluster.sh mooncake    # conversation trace at 3x for 10 min: 8 and 32
 #                                         # workers, round-robin and least-loaded (~41 min)
 #   bench/run_mock_cluster.sh scale       # 256 workers, Azure conversation trace at 10x, 3 min
+#   bench/run_mock_cluster.sh routing     # issue 16: 16 workers, Mooncake conversation trace,
+#                                         # round-robin then kv (SPEEDUP 3, DURATION 600)
+#   bench/run_mock_cluster.sh routing-scale  # 256 workers, Mooncake synthetic trace, both routers
+#   bench/run_mock_cluster.sh sweep       # 16 workers, SPEEDUPS ("1 2 3 4") x both routers,
+#                                         # DURATION (300) each
 #
 # Environment: OUT, TRACES, and for mooncake SPEEDUP (3), DURATION (600), WORKERS ("8 32"),
 # ROUTERS ("round-robin least-loaded"), BENCH_ARGS (more tandem bench flags). Each run prints
@@ -50,9 +55,32 @@ case "${1:-mooncake}" in
           --duration "${DURATION:-600}" ${BENCH_ARGS:-}
       done
     done ;;
+  routing)
+    for router in ${ROUTERS:-round-robin kv}; do
+      serve_and_bench "routing_16_${router}" 16 "$router" \
+        --dataset mooncake --path "$traces/mooncake/conversation_trace.jsonl" \
+        --speedup "${SPEEDUP:-3}" --duration "${DURATION:-600}" --goodput ttft:2000,tpot:50 \
+        ${BENCH_ARGS:-}
+    done ;;
+  routing-scale)
+    for router in ${ROUTERS:-round-robin kv}; do
+      serve_and_bench "routing_256_${router}" 256 "$router" \
+        --dataset mooncake --path "$traces/mooncake/synthetic_trace.jsonl" \
+        --speedup "${SPEEDUP:-1}" --duration "${DURATION:-600}" --goodput ttft:2000,tpot:50 \
+        ${BENCH_ARGS:-}
+    done ;;
+  sweep)
+    for speedup in ${SPEEDUPS:-1 2 3 4}; do
+      for router in ${ROUTERS:-round-robin kv}; do
+        serve_and_bench "sweep_16_x${speedup}_${router}" 16 "$router" \
+          --dataset mooncake --path "$traces/mooncake/conversation_trace.jsonl" \
+          --speedup "$speedup" --duration "${DURATION:-300}" --goodput ttft:2000,tpot:50 \
+          ${BENCH_ARGS:-}
+      done
+    done ;;
   scale)
     serve_and_bench scale_256 256 least-loaded --dataset azure \
       --path "$traces/azure_llm_inference_2023/AzureLLMInferenceTrace_conv.csv" --speedup 10 \
       --duration 180 ;;
-  *) echo "usage: $0 mooncake|scale" >&2; exit 2 ;;
+  *) echo "usage: $0 mooncake|scale|routing|routing-scale|sweep" >&2; exit 2 ;;
 esac

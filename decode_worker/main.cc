@@ -5,7 +5,9 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <memory>
 #include <string>
+#include <utility>
 
 #include "common/file_util.h"
 #include "common/lifecycle.h"
@@ -58,17 +60,18 @@ tandem::Status Serve(Flags& f) {
   TANDEM_ASSIGN_OR_RETURN(set.metrics_ports, tandem::worker::ParseReplicaPorts(
                                                  f.metrics_ports, f.replicas, "--metrics-port"));
   f.server.service.model = f.model.model;
-  f.server.service.block_size = f.backend.block_size;
   if (f.server.service.worker_id.empty()) f.server.service.worker_id = DefaultWorkerId();
   set.server = f.server;
-  TANDEM_ASSIGN_OR_RETURN(auto replicas, tandem::worker::ReplicaSet::Create(set, [&f](int i) {
-                            tandem::engine::EngineOptions engine = f.engine;
-                            // One disk tier file per replica.
-                            if (f.replicas > 1 && !engine.disk_cache_path.empty()) {
-                              engine.disk_cache_path += "." + std::to_string(i);
-                            }
-                            return tandem::engine::CreateEngine(f.model, f.backend, engine);
-                          }));
+  const auto make_engine = [&f](int i) -> tandem::StatusOr<std::unique_ptr<tandem::Engine>> {
+    tandem::engine::EngineOptions engine = f.engine;
+    // One disk tier file per replica.
+    if (f.replicas > 1 && !engine.disk_cache_path.empty()) {
+      engine.disk_cache_path += "." + std::to_string(i);
+    }
+    TANDEM_ASSIGN_OR_RETURN(auto created, tandem::engine::CreateEngine(f.model, f.backend, engine));
+    return std::unique_ptr<tandem::Engine>(std::move(created));
+  };
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, tandem::worker::ReplicaSet::Create(set, make_engine));
   if (!f.port_file.empty()) {
     TANDEM_RETURN_IF_ERROR(tandem::WriteFileAtomically(f.port_file, replicas->PortsJson()));
   }
@@ -110,6 +113,9 @@ int main(int argc, char** argv) {
   app.add_option("--disk-cache-admit-after-reuses", f.engine.disk_cache_admit_after_reuses,
                  "Write a block to disk once reused this often (0: every block)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--kv-event-capacity", f.engine.kv_event_capacity,
+                 "KV events kept for subscribers that fall behind (older ones: a snapshot)")
+      ->check(CLI::Range(1, 1 << 24));
   app.add_option("--host", f.server.host, "Address to bind (gRPC and metrics)");
   app.add_option("--backend", f.backend.backend, "Engine backend: cpu, cuda or mock");
   app.add_option("--mock-profile", f.backend.mock_profile,

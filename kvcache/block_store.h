@@ -14,6 +14,7 @@
 
 #include "kvcache/kv_events.h"
 #include "tandem/block_hash.h"
+#include "tandem/kv_tier_stats.h"
 #include "tandem/status.h"
 
 namespace tandem::kvcache {
@@ -25,17 +26,7 @@ enum class PutResult : uint8_t {
   kDisabled,     // the store is off after an error; nothing is kept
 };
 
-struct BlockStoreStats {
-  uint64_t hits = 0;          // Get found the block
-  uint64_t misses = 0;        // Get did not (including dropped corrupt blocks)
-  uint64_t stored = 0;        // Put results kStored
-  uint64_t evicted = 0;       // blocks dropped to make room
-  uint64_t corrupt = 0;       // blocks that failed verification on read
-  uint64_t errors = 0;        // I/O errors (each disables a disk store)
-  uint64_t bytes_in = 0;      // bytes copied into the store
-  uint64_t bytes_out = 0;     // bytes copied out of it
-  bool disabled = false;
-};
+using tandem::BlockStoreStats;  // include/tandem/kv_tier_stats.h
 
 class BlockStore {
  public:

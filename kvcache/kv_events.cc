@@ -12,24 +12,12 @@ uint8_t TierBit(KvTier tier) { return static_cast<uint8_t>(1u << (static_cast<in
 
 }  // namespace
 
-std::string_view KvTierName(KvTier tier) {
-  switch (tier) {
-    case KvTier::kDevice:
-      return "device";
-    case KvTier::kHost:
-      return "host";
-    case KvTier::kDisk:
-      return "disk";
-  }
-  return "unknown";
-}
-
 KvEventLog::KvEventLog(size_t capacity) : capacity_(capacity) { TANDEM_CHECK(capacity > 0); }
 
 void KvEventLog::Stored(KvTier tier, std::optional<BlockHash> parent,
                         std::span<const BlockHash> hashes) {
   if (hashes.empty()) return;
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   for (BlockHash h : hashes) stored_[h] |= TierBit(tier);
   KvEvent event;
   event.kind = KvEvent::Kind::kStored;
@@ -37,11 +25,13 @@ void KvEventLog::Stored(KvTier tier, std::optional<BlockHash> parent,
   event.parent_hash = parent;
   event.block_hashes.assign(hashes.begin(), hashes.end());
   Append(std::move(event));
+  lock.unlock();
+  Notify();
 }
 
 void KvEventLog::Removed(KvTier tier, std::span<const BlockHash> hashes) {
   if (hashes.empty()) return;
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   for (BlockHash h : hashes) {
     auto it = stored_.find(h);
     if (it == stored_.end()) continue;
@@ -53,14 +43,18 @@ void KvEventLog::Removed(KvTier tier, std::span<const BlockHash> hashes) {
   event.tier = tier;
   event.block_hashes.assign(hashes.begin(), hashes.end());
   Append(std::move(event));
+  lock.unlock();
+  Notify();
 }
 
 void KvEventLog::Cleared() {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   stored_.clear();
   KvEvent event;
   event.kind = KvEvent::Kind::kCleared;
   Append(std::move(event));
+  lock.unlock();
+  Notify();
 }
 
 void KvEventLog::Append(KvEvent event) {
@@ -68,6 +62,25 @@ void KvEventLog::Append(KvEvent event) {
   ring_.push_back(std::move(event));
   if (ring_.size() > capacity_) ring_.pop_front();
   cv_.notify_all();
+}
+
+// After the append is readable and outside mu_, so a listener may Read; under listeners_mu_, so
+// RemoveListener returns only once no call of the removed listener is running.
+void KvEventLog::Notify() {
+  std::lock_guard lock(listeners_mu_);
+  for (const auto& [id, notify] : listeners_) notify();
+}
+
+KvEventSource::ListenerId KvEventLog::AddListener(std::function<void()> notify) {
+  std::lock_guard lock(listeners_mu_);
+  const ListenerId id = next_listener_++;
+  listeners_.emplace_back(id, std::move(notify));
+  return id;
+}
+
+void KvEventLog::RemoveListener(ListenerId id) {
+  std::lock_guard lock(listeners_mu_);
+  std::erase_if(listeners_, [id](const auto& l) { return l.first == id; });
 }
 
 KvEventLog::Snapshot KvEventLog::TakeSnapshot() const {

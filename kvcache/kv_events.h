@@ -1,47 +1,39 @@
-// KV events (ARCHITECTURE §3): every change of what a worker's KV tiers hold, numbered 1, 2, 3…
-// per worker. `Stored{tier, parent_hash, block_hashes}`, `Removed{tier, block_hashes}` and
-// `Cleared{}` (everything on every tier is gone, e.g. the pool restarted).
+// KV events (ARCHITECTURE §3), the write side: the tiers report every change of what they hold
+// to a KvEventSink, and KvEventLog numbers them 1, 2, 3… per worker. The event types and the read
+// side (KvEventSource: Read, last_id, TakeSnapshot, listeners) are the contract in
+// include/tandem/kv_events.h; their kvcache names below are kept for the cache's code and tests.
 //
 // KvEventLog keeps the last `capacity` events in a ring and, alongside, the set of hashes each
 // tier holds as of the newest event. A subscriber reads from the id after the last one it saw;
-// when that id has left the ring it gets the snapshot instead (as of event `snapshot_id`) and
-// continues from snapshot_id + 1. The worker daemon streams it; tests read it directly.
+// when that id has left the ring it gets the snapshot instead (as of event `as_of_id`) and
+// continues from as_of_id + 1. The worker daemon streams it; tests read it directly.
 //
-// Thread safety: KvEventLog is thread-safe (the engine thread appends, stream threads read and
-// wait). KvEventSink implementations must be callable from the thread that owns the tier.
+// Thread safety: KvEventLog is thread-safe (the engine thread and the tiers' writer append, stream
+// threads read, wait and listen). KvEventSink implementations must be callable from the thread
+// that owns the tier.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <span>
-#include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "tandem/block_hash.h"
+#include "tandem/kv_events.h"
 
 namespace tandem::kvcache {
 
-// Where a block lives: G1 the engine's device (or, on the CPU backend, host) pool, G2 the pinned
-// host tier, G3 the disk tier.
-enum class KvTier : uint8_t { kDevice = 1, kHost = 2, kDisk = 3 };
-inline constexpr int kNumKvTiers = 3;
-std::string_view KvTierName(KvTier tier);  // "device", "host", "disk"
-
-struct KvEvent {
-  enum class Kind : uint8_t { kStored, kRemoved, kCleared };
-  uint64_t id = 0;
-  Kind kind = Kind::kStored;
-  KvTier tier = KvTier::kDevice;         // Stored, Removed
-  std::optional<BlockHash> parent_hash;  // Stored: the hash before block_hashes[0], if any
-  std::vector<BlockHash> block_hashes;   // Stored, Removed
-
-  friend bool operator==(const KvEvent&, const KvEvent&) = default;
-};
+using tandem::kNumKvTiers;
+using tandem::KvEvent;
+using tandem::KvTier;
+using tandem::KvTierName;
 
 // What a tier tells about its changes.
 class KvEventSink {
@@ -54,8 +46,11 @@ class KvEventSink {
   virtual void Cleared() = 0;
 };
 
-class KvEventLog final : public KvEventSink {
+class KvEventLog final : public KvEventSink, public KvEventSource {
  public:
+  using Snapshot = KvSnapshot;
+  using ReadResult = KvEventRead;
+
   explicit KvEventLog(size_t capacity = 4096);
 
   void Stored(KvTier tier, std::optional<BlockHash> parent,
@@ -63,27 +58,19 @@ class KvEventLog final : public KvEventSink {
   void Removed(KvTier tier, std::span<const BlockHash> hashes) override;
   void Cleared() override;
 
-  struct Snapshot {
-    uint64_t as_of_id = 0;  // the snapshot holds the effect of events 1 .. as_of_id
-    // Per tier (index KvTier - 1), the hashes it holds, in no particular order.
-    std::vector<BlockHash> stored[kNumKvTiers];
-  };
-  struct ReadResult {
-    std::optional<Snapshot> snapshot;  // set when `from_id` had left the ring
-    std::vector<KvEvent> events;       // consecutive ids, from from_id (or as_of_id + 1)
-  };
-  // Events with id >= from_id (at most max_events). from_id <= 1 on a log whose first event is
-  // still in the ring reads from the start; from_id past last_id() + 1 reads nothing.
-  ReadResult Read(uint64_t from_id, size_t max_events = SIZE_MAX) const;
-
-  uint64_t last_id() const;
-  Snapshot TakeSnapshot() const;
+  using KvEventSource::Read;
+  ReadResult Read(uint64_t from_id, size_t max_events) const override;
+  uint64_t last_id() const override;
+  Snapshot TakeSnapshot() const override;
+  ListenerId AddListener(std::function<void()> notify) override;
+  void RemoveListener(ListenerId id) override;
 
   // Blocks until an event with id > after_id exists or `timeout` passes; true if one exists.
   bool WaitForEvents(uint64_t after_id, std::chrono::milliseconds timeout) const;
 
  private:
   void Append(KvEvent event);  // with mu_ held
+  void Notify();               // without mu_ held
 
   const size_t capacity_;
   mutable std::mutex mu_;
@@ -92,6 +79,12 @@ class KvEventLog final : public KvEventSink {
   std::deque<KvEvent> ring_;  // ids last_id_ - ring_.size() + 1 .. last_id_
   // Which tiers hold each hash (bit tier - 1).
   std::unordered_map<BlockHash, uint8_t> stored_;
+
+  // Held while listeners run, so RemoveListener waits for a running one; apart from mu_, so
+  // listeners may Read.
+  std::mutex listeners_mu_;
+  std::vector<std::pair<ListenerId, std::function<void()>>> listeners_;
+  ListenerId next_listener_ = 1;
 };
 
 }  // namespace tandem::kvcache

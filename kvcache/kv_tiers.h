@@ -25,6 +25,7 @@
 #include "kvcache/disk_store.h"
 #include "kvcache/host_store.h"
 #include "tandem/ids.h"
+#include "tandem/kv_tier_stats.h"
 
 namespace tandem::kvcache {
 
@@ -60,16 +61,7 @@ struct KvTiersOptions {
   int disk_queue_depth = 64;
 };
 
-struct KvTiersStats {
-  BlockStoreStats host, disk;
-  int host_blocks = 0, host_capacity = 0;  // held now, and room (0: no host tier)
-  int disk_blocks = 0, disk_capacity = 0;
-  uint64_t offloaded = 0;        // G1 blocks copied to G2
-  uint64_t spilled = 0;          // blocks the writer stored on G3 (G2 evictions, or G1 blocks)
-  uint64_t spill_waits = 0;      // offers that waited for the writer (its queue was full)
-  uint64_t onboarded_host = 0;   // G1 blocks loaded from G2
-  uint64_t onboarded_disk = 0;   // G1 blocks loaded from G3
-};
+using tandem::KvTiersStats;  // include/tandem/kv_tier_stats.h
 
 class KvTiers {
  public:

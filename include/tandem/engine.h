@@ -1,8 +1,10 @@
 // The engine contract seen by its callers (the CLI, the worker daemons): submit a request, read
-// its outputs from a per-request stream, cancel it.
+// its outputs from a per-request stream, cancel it; and what a worker reports about it: stats,
+// KV events, the model's identity and the KV layout. The worker service is built against this
+// interface only, so it can be tested against a fake engine.
 //
-// Thread safety: Engine is thread-safe; any thread may Submit, Cancel or read a stream. The work
-// itself runs on the engine's own thread.
+// Thread safety: Engine is thread-safe; any thread may call any method or read a stream. The
+// work itself runs on the engine's own thread.
 #pragma once
 
 #include <chrono>
@@ -17,6 +19,9 @@
 #include <vector>
 
 #include "tandem/ids.h"
+#include "tandem/kv_events.h"
+#include "tandem/kv_layout.h"
+#include "tandem/kv_tier_stats.h"
 #include "tandem/sampling_params.h"
 #include "tandem/status.h"
 
@@ -87,6 +92,36 @@ class OutputStream {
   std::function<void()> notify_;  // Set once under mu_; never changed afterwards.
 };
 
+// A simulated backend's account of time (the mock): what its steps should have taken and what
+// they took, in real seconds. Slip is actual − expected: the machine could not keep up.
+struct SimulationStats {
+  double expected_seconds = 0;  // Σ predicted step times, divided by the speedup.
+  double actual_seconds = 0;    // Σ real time the steps took.
+  int64_t steps = 0;
+};
+
+// A snapshot of an engine's counters.
+struct EngineStats {
+  int64_t steps = 0;
+  int64_t preemptions = 0;
+  int64_t prompt_tokens = 0;
+  int64_t cached_prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+  int blocks_total = 0;
+  int blocks_available = 0;
+  int running = 0;
+  int waiting = 0;
+  // Prompt tokens of requests whose prefill has not finished yet (waiting or mid-prefill),
+  // the router's measure of queued prefill work (ARCHITECTURE §3 "Load report").
+  int64_t queued_prefill_tokens = 0;
+  // Pool blocks loaded from the host or disk tier instead of being recomputed.
+  int64_t onboarded_blocks = 0;
+  // The host and disk tiers' counters as of the last step (all zero without tiers).
+  KvTiersStats tiers;
+  // The mock backend's account of simulated against real time; nullopt on real backends.
+  std::optional<SimulationStats> simulation;
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -104,6 +139,17 @@ class Engine {
 
   virtual int vocab_size() const = 0;
   virtual int max_model_len() const = 0;
+
+  virtual EngineStats stats() const = 0;
+  // Every change of what the pool and the tiers hold (ARCHITECTURE §3 "KV events"); lives as
+  // long as the engine.
+  virtual KvEventSource& kv_events() = 0;
+  // What the block hash seed is computed from: the model's configuration and weights, never a
+  // path (ARCHITECTURE §3 "Block hash"); BlockHashSeed(model_identity()) is the seed of requests
+  // without a cache salt.
+  virtual const std::string& model_identity() const = 0;
+  // The KV block layout of the engine's pool; its block_size is the block hash's block size.
+  virtual const KvLayout& kv_layout() const = 0;
 };
 
 }  // namespace tandem

@@ -28,7 +28,7 @@
 #include "engine/engine_factory.h"
 #include "engine/llm_engine.h"
 #include "model/demo_model.h"
-#include "router/selection_policy.h"
+#include "router/router.h"
 
 namespace tandem::cli {
 namespace {
@@ -70,7 +70,8 @@ struct ServeArgs {
   int grpc_port = -1;  // -1: 8001, or ephemeral when --port is 0.
   std::string api_key;
   std::string api_key_file;
-  std::string router_mode = "round-robin";
+  std::string router_mode = "kv";
+  router::RouterOptions router;  // Weights, temperature, seed (the mode comes from router_mode).
   std::string max_body_size = "1MiB";
   int max_connections = 0;
   int keep_alive_timeout_s = 30;
@@ -237,7 +238,8 @@ Status ValidateArgs(const ServeArgs& args) {
   }
   // What the daemons would refuse at start, refused here before anything runs.
   TANDEM_RETURN_IF_ERROR(
-      router::CreatePolicy(args.router_mode).status().WithContext("--router-mode"));
+      router::ParseRouterMode(args.router_mode).status().WithContext("--router-mode"));
+  TANDEM_RETURN_IF_ERROR(args.router.Validate());
   const std::vector<std::string> backends = engine::AvailableBackends();
   if (std::find(backends.begin(), backends.end(), args.backend) == backends.end()) {
     std::string names;
@@ -391,6 +393,11 @@ std::vector<std::string> FrontendArgv(const ServeArgs& args, const Resolved& mod
                  {"--grpc-port", std::to_string(grpc_port)},
                  {"--served-model-name", model.model_name},
                  {"--router-mode", args.router_mode},
+                 {"--router-overlap-weight", Number(args.router.overlap_weight)},
+                 {"--router-host-weight", Number(args.router.host_weight)},
+                 {"--router-disk-weight", Number(args.router.disk_weight)},
+                 {"--router-temperature", Number(args.router.temperature)},
+                 {"--router-seed", std::to_string(args.router.seed)},
                  {"--max-body-size", args.max_body_size},
                  {"--max-connections", std::to_string(args.max_connections)},
                  {"--keep-alive-timeout", std::to_string(args.keep_alive_timeout_s)},
@@ -650,8 +657,26 @@ std::function<int()> AddServeCommand(CLI::App& app, int argc, char** argv) {
       ->group(kFrontend);
   serve
       ->add_option("--router-mode", a.router_mode,
-                   "Worker selection: round-robin or "
-                   "least-loaded")
+                   "Worker selection: kv (KV overlap weighed against load), round-robin, random "
+                   "or least-loaded")
+      ->group(kFrontend);
+  serve
+      ->add_option("--router-overlap-weight", a.router.overlap_weight,
+                   "Weight of prefill blocks against decode blocks in the kv router's cost")
+      ->group(kFrontend);
+  serve
+      ->add_option("--router-host-weight", a.router.host_weight,
+                   "A cached block on the host tier, as a fraction of a device hit")
+      ->group(kFrontend);
+  serve
+      ->add_option("--router-disk-weight", a.router.disk_weight,
+                   "A cached block on the disk tier, as a fraction of a device hit")
+      ->group(kFrontend);
+  serve
+      ->add_option("--router-temperature", a.router.temperature,
+                   "0: lowest cost wins; > 0: sample by softmax of -cost/T")
+      ->group(kFrontend);
+  serve->add_option("--router-seed", a.router.seed, "Seed of the router's draws (0: random)")
       ->group(kFrontend);
   serve->add_option("--max-body-size", a.max_body_size, "Largest request body; larger: 413")
       ->group(kFrontend);

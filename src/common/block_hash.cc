@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <bit>
 #include <cstring>
 #include <string>
 
@@ -55,8 +56,25 @@ std::vector<BlockHash> HashBlocks(std::span<const int32_t> tokens, int block_siz
   std::vector<BlockHash> hashes;
   const size_t full = tokens.size() / static_cast<size_t>(block_size);
   hashes.reserve(full);
+  if constexpr (std::endian::native != std::endian::little) {
+    for (size_t i = 0; i < full; ++i) {
+      parent = HashBlock(parent, tokens.subspan(i * block_size, block_size), seed);
+      hashes.push_back(*parent);
+    }
+    return hashes;
+  }
+  // On a little-endian host the encodings are the in-memory bytes: one buffer, parent then
+  // tokens, copied whole (the frontend hashes every prompt; this is on its path).
+  const size_t token_bytes = 4 * static_cast<size_t>(block_size);
+  std::vector<unsigned char> buf(8 + token_bytes);
   for (size_t i = 0; i < full; ++i) {
-    parent = HashBlock(parent, tokens.subspan(i * block_size, block_size), seed);
+    size_t pos = 0;
+    if (parent) {
+      std::memcpy(buf.data(), &*parent, 8);
+      pos = 8;
+    }
+    std::memcpy(buf.data() + pos, tokens.data() + i * block_size, token_bytes);
+    parent = XXH3_64bits_withSeed(buf.data(), pos + token_bytes, seed);
     hashes.push_back(*parent);
   }
   return hashes;

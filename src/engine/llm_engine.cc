@@ -186,20 +186,23 @@ StatusOr<std::pair<RequestId, std::shared_ptr<OutputStream>>> LlmEngine::Submit(
   auto stream = seq->stream;
   RequestId id;
   {
+    // The id is taken and the command queued in one step, so ids reach the engine in order.
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) return UnavailableError("the engine is stopping");
     id = RequestId(next_id_++);
     seq->id = id;
-    inbox_.push_back(std::move(seq));
+    commands_.emplace_back(SubmitCommand{std::move(seq)});
   }
   cv_.notify_one();
   return std::make_pair(id, std::move(stream));
 }
 
-void LlmEngine::Cancel(RequestId id) {
+void LlmEngine::Cancel(RequestId id) { Post(CancelCommand{id}); }
+
+void LlmEngine::Post(Command command) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    cancels_.push_back(id);
+    commands_.push_back(std::move(command));
   }
   cv_.notify_one();
 }
@@ -217,55 +220,62 @@ EngineStats LlmEngine::stats() const {
   s.waiting = waiting_;
   s.queued_prefill_tokens = queued_prefill_tokens_;
   s.onboarded_blocks = onboarded_blocks_;
+  {
+    std::lock_guard lock(tier_stats_mu_);
+    s.tiers = tier_stats_;
+  }
   s.simulation = runner_->simulation_stats();
   return s;
 }
 
-kvcache::KvTiersStats LlmEngine::tier_stats() const {
-  std::lock_guard lock(tier_stats_mu_);
-  return tier_stats_;
+void LlmEngine::Apply(SubmitCommand& command) {
+  std::unique_ptr<Sequence>& seq = command.seq;
+  prompt_tokens_ += seq->num_prompt;
+  queued_prefill_tokens_ += seq->num_prompt;
+  scheduler_->Add(std::move(seq));
+}
+
+void LlmEngine::Apply(CancelCommand& command) {
+  std::unique_ptr<Sequence> seq = scheduler_->Remove(command.id);
+  if (seq == nullptr) return;  // Unknown or already finished.
+  if (seq->num_output() == 0) queued_prefill_tokens_ -= seq->num_prompt;
+  RequestOutput out;
+  out.finished = true;
+  out.finish_reason = FinishReason::kCancelled;
+  out.prompt_tokens = seq->num_prompt;
+  out.cached_prompt_tokens = seq->cached_prompt_tokens;
+  out.queue_seconds = seq->queue_seconds;
+  seq->stream->Push(std::move(out));
 }
 
 void LlmEngine::Loop() {
+  std::vector<Command> commands;
   while (true) {
-    std::vector<std::unique_ptr<Sequence>> arrived;
-    std::vector<RequestId> cancels;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] {
-        return stop_ || !inbox_.empty() || !cancels_.empty() || !scheduler_->empty();
-      });
+      cv_.wait(lock, [&] { return stop_ || !commands_.empty() || !scheduler_->empty(); });
       if (stop_) break;
-      arrived.swap(inbox_);
-      cancels.swap(cancels_);
+      commands.swap(commands_);
     }
-    for (auto& seq : arrived) {
-      prompt_tokens_ += seq->num_prompt;
-      queued_prefill_tokens_ += seq->num_prompt;
-      scheduler_->Add(std::move(seq));
+    for (Command& command : commands) {
+      std::visit([this](auto& c) { Apply(c); }, command);
     }
-    for (RequestId id : cancels) {
-      if (auto seq = scheduler_->Remove(id)) {
-        if (seq->num_output() == 0) queued_prefill_tokens_ -= seq->num_prompt;
-        RequestOutput out;
-        out.finished = true;
-        out.finish_reason = FinishReason::kCancelled;
-        out.prompt_tokens = seq->num_prompt;
-        out.cached_prompt_tokens = seq->cached_prompt_tokens;
-        out.queue_seconds = seq->queue_seconds;
-        seq->stream->Push(std::move(out));
-      }
-    }
+    commands.clear();
     if (!scheduler_->empty()) Step();
     blocks_available_ = pool_.num_available();
     running_ = scheduler_->num_running();
     waiting_ = scheduler_->num_waiting();
   }
-  // Shutting down: every request still held ends as cancelled.
+  // Shutting down: every request still held ends as cancelled; cancels left have nothing to do.
   std::vector<std::unique_ptr<Sequence>> left;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    left.swap(inbox_);
+    for (Command& command : commands_) {
+      if (auto* submit = std::get_if<SubmitCommand>(&command)) {
+        left.push_back(std::move(submit->seq));
+      }
+    }
+    commands_.clear();
   }
   for (auto& seq : scheduler_->RemoveAll()) left.push_back(std::move(seq));
   for (auto& seq : left) {

@@ -1,6 +1,7 @@
 // The engine: one thread that owns the model runner, the block pool and the scheduler, and runs
-// steps while there is work (llama.cpp's server loop). Callers talk to it through Submit/Cancel
-// (an inbox under a mutex) and read per-request OutputStreams.
+// steps while there is work (llama.cpp's server loop). Callers talk to it through Submit/Cancel,
+// which post typed commands to one queue that the engine thread applies in order, and read
+// per-request OutputStreams.
 //
 // Thread safety: the public methods are thread-safe.
 #pragma once
@@ -12,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "engine/model_runner.h"
@@ -40,26 +42,6 @@ struct EngineOptions {
   size_t kv_event_capacity = 4096;        // KV events kept for subscribers that fall behind.
 };
 
-// Counters, readable from any thread.
-struct EngineStats {
-  int64_t steps = 0;
-  int64_t preemptions = 0;
-  int64_t prompt_tokens = 0;
-  int64_t cached_prompt_tokens = 0;
-  int64_t generated_tokens = 0;
-  int blocks_total = 0;
-  int blocks_available = 0;
-  int running = 0;
-  int waiting = 0;
-  // Prompt tokens of requests whose prefill has not finished yet (waiting or mid-prefill),
-  // the router's measure of queued prefill work (ARCHITECTURE §3 "Load report").
-  int64_t queued_prefill_tokens = 0;
-  // Pool blocks loaded from the host or disk tier instead of being recomputed.
-  int64_t onboarded_blocks = 0;
-  // The mock backend's account of simulated against real time; nullopt on real backends.
-  std::optional<SimulationStats> simulation;
-};
-
 class LlmEngine final : public Engine {
  public:
   static StatusOr<std::unique_ptr<LlmEngine>> Create(std::unique_ptr<ModelRunner> runner,
@@ -74,21 +56,32 @@ class LlmEngine final : public Engine {
   void Cancel(RequestId id) override;
   int vocab_size() const override;
   int max_model_len() const override { return static_cast<int>(max_model_len_); }
-
-  EngineStats stats() const;
-  // The tiers' counters as of the last step (all zero without tiers).
-  kvcache::KvTiersStats tier_stats() const;
-  // Every change of what the pool and the tiers hold (ARCHITECTURE §3 "KV events").
+  EngineStats stats() const override;
+  kvcache::KvEventLog& kv_events() override { return events_; }
   const kvcache::KvEventLog& kv_events() const { return events_; }
+  // EngineOptions::model_identity, resolved.
+  const std::string& model_identity() const override { return identity_; }
+  const KvLayout& kv_layout() const override { return runner_->kv_layout(); }
+
   const model::ModelConfig& config() const { return runner_->config(); }
-  // What the block hash seed is computed from (EngineOptions::model_identity, resolved).
-  const std::string& model_identity() const { return identity_; }
 
  private:
+  // Commands posted to the engine thread, applied in the order they were posted.
+  struct SubmitCommand {
+    std::unique_ptr<Sequence> seq;
+  };
+  struct CancelCommand {
+    RequestId id;
+  };
+  using Command = std::variant<SubmitCommand, CancelCommand>;
+
   LlmEngine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options,
             std::unique_ptr<kvcache::BlockMover> mover);
   Status CreateTiers();
   Status Validate(const GenerateRequest& request) const;
+  void Post(Command command);
+  void Apply(SubmitCommand& command);
+  void Apply(CancelCommand& command);
   void Loop();
   void Step();
   void Finish(Sequence* seq, FinishReason reason, Status error = OkStatus());
@@ -108,11 +101,10 @@ class LlmEngine final : public Engine {
   kvcache::BlockPool pool_;
   std::unique_ptr<Scheduler> scheduler_;
 
-  // Inbox, shared with callers.
+  // The command queue, shared with callers.
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<std::unique_ptr<Sequence>> inbox_;
-  std::vector<RequestId> cancels_;
+  std::vector<Command> commands_;  // Guarded by mu_.
   bool stop_ = false;
   uint64_t next_id_ = 1;
 

@@ -44,14 +44,6 @@ struct SequenceResult {
   GeneratedToken sampled;
 };
 
-// A simulated backend's account of time (the mock): what its steps should have taken and what
-// they took, in real seconds. Slip is actual − expected: the machine could not keep up.
-struct SimulationStats {
-  double expected_seconds = 0;  // Σ predicted step times, divided by the speedup.
-  double actual_seconds = 0;    // Σ real time the steps took.
-  int64_t steps = 0;
-};
-
 class ModelRunner {
  public:
   virtual ~ModelRunner() = default;

@@ -49,13 +49,20 @@ StatusOr<std::unique_ptr<Frontend>> Frontend::Create(const FrontendOptions& opti
   f->model_ = std::move(model).value();
   f->metrics_ = std::make_unique<FrontendMetrics>();
   WorkerPoolOptions pool_options;
-  pool_options.endpoints = options.workers;
-  pool_options.router_mode = options.router_mode;
+  if (!options.workers_file.empty() && !options.workers.empty()) {
+    return InvalidArgumentError("give --workers or --workers-file, not both");
+  }
+  if (!options.workers_file.empty()) {
+    pool_options.discovery = router::CreateFileDiscovery(options.workers_file);
+  } else if (!options.workers.empty()) {
+    pool_options.discovery = router::CreateStaticDiscovery(options.workers);
+  }
+  pool_options.router = options.router;
   pool_options.stall_timeout_ms = static_cast<int>(options.worker_stall_timeout_s * 1000);
   pool_options.progress_timeout_ms = static_cast<int>(options.request_progress_timeout_s * 1000);
   Frontend* raw = f.get();
   pool_options.on_up_changed = [raw](size_t up) { raw->UpdateHealth(up); };
-  auto pool = WorkerPool::Create(pool_options);
+  auto pool = WorkerPool::Create(std::move(pool_options));
   if (!pool.ok()) return pool.status();
   f->pool_ = std::move(pool).value();
 
@@ -154,7 +161,7 @@ Status Frontend::Run() {
   UpdateHealth(pool_->num_up());
   spdlog::info("frontend ready model={} http={}:{} grpc_port={} workers={} router={}",
                Quoted(model_->name()), options_.host, http_->port(), grpc_port_,
-               options_.workers.size(), options_.router_mode);
+               pool_->num_workers(), router::RouterModeName(options_.router.mode));
   NotifyReady("serving");
 
   const int sig = signalled.get_future().get();

@@ -40,11 +40,14 @@ struct FrontendOptions {
   uint16_t grpc_port = 8001;       // gRPC Inference port; 0 = ephemeral.
   std::string port_file;  // When set, receives {"http_port", "grpc_port", "metrics_port"}.
   std::vector<std::string> workers;  // Worker gRPC endpoints (static discovery).
+  // A file listing the workers, followed as it changes (instead of `workers`).
+  std::string workers_file;
   std::string model_dir;             // Tokenizer, chat template, generation_config.json.
   std::string served_model_name;     // Empty: the model directory's base name.
   // Bearer key required on /v1 and on every tandem.v1.Inference call when set.
   std::optional<std::string> api_key;
-  std::string router_mode = "round-robin";
+  // Mode, cost weights and temperature (router/router.h); the block size comes from the workers.
+  router::RouterOptions router;
   uint64_t max_body_size = 1 << 20;  // Larger request bodies get 413.
   double drain_timeout_s = 30;       // How long SIGTERM waits for requests in flight.
   int http_threads = 2;              // Asio threads serving HTTP and request strands.

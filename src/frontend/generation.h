@@ -1,12 +1,9 @@
-// Generation: one request's life on a worker, shared by the HTTP and gRPC front ends. Start
-// checks the prompt against the worker's context, routes the request (WorkerPool), opens the
-// Worker.Generate stream, and turns the token batches that come back into text deltas
+// Generation: one request's text side, shared by the HTTP and gRPC front ends. Start checks the
+// prompt against the cluster (vocabulary, context) before anything is routed, hashes it into KV
+// blocks with the cluster's seed, and hands it to a RequestRunner (request_runner.h), which
+// routes it and runs it on a worker. The token batches that come back become text deltas
 // (TextStream: incremental detokenization, stop strings) for a GenerationSink. A stop string
-// cancels the call on the worker; so does Cancel (the client went away). When the pool gives up
-// on the request (its worker went quiet, no progress within the deadline, the frontend's drain
-// deadline) the call is cancelled and the sink hears the error. A worker that cannot be reached,
-// or refuses the call as draining, before it sent anything is replaced by another (up to three
-// workers in all): the client sees nothing of it.
+// stops the runner (the call is cancelled on the worker); so does Cancel (the client went away).
 //
 // Thread safety: everything after Start runs on the Executor given to Start, which must run
 // tasks one at a time in order (an Asio strand); Cancel must be called there too.
@@ -22,9 +19,9 @@
 #include <vector>
 
 #include "frontend/metrics.h"
+#include "frontend/request_runner.h"
 #include "frontend/served_model.h"
 #include "frontend/text_stream.h"
-#include "frontend/worker_client.h"
 #include "frontend/worker_pool.h"
 #include "tandem/status.h"
 #include "tandem/v1/worker.pb.h"
@@ -91,43 +88,27 @@ class Generation : public std::enable_shared_from_this<Generation> {
 
   // The client is gone: cancels the call on the worker; the sink hears nothing more.
   void Cancel();
-  // The pool gave up on the request: cancels the call; the sink's OnFinish gets `status`.
-  void Abort(const Status& status);
 
   const std::string& request_id() const { return input_.request_id; }
   int prompt_tokens() const { return static_cast<int>(input_.prompt_ids.size()); }
-  // The worker's max_model_len, for error messages.
-  int max_model_len() const { return slot_.info.max_model_len(); }
 
  private:
-  Generation(const GenerationContext& context, GenerationInput input, Executor executor,
+  Generation(const GenerationContext& context, GenerationInput input,
              std::shared_ptr<GenerationSink> sink);
-  // Picks a worker, checks the prompt against it and starts the Worker.Generate call.
-  Status Route();
-  // Checks the prompt against the worker's context (and fills in max_tokens).
-  Status CheckPrompt();
+  // Checks the prompt against the cluster's worker info (and fills in max_tokens).
+  Status CheckPrompt(const v1::WorkerInfo& info);
   void OnResponse(const v1::GenerateResponse& response);
-  void OnDone(const grpc::Status& status);
+  void OnDone(const Status& status);
   void Finish(GenerationResult result);
 
   const GenerationContext context_;
   GenerationInput input_;
-  RouteSlot slot_;
-  Executor executor_;
   std::shared_ptr<GenerationSink> sink_;  // Dropped once finished (it holds us too).
   TextStream text_;
-  std::shared_ptr<GenerateCall> call_;
+  std::shared_ptr<RequestRunner> runner_;
   bool finished_ = false;
   int completion_tokens_ = 0;
   int cached_prompt_tokens_ = 0;
-  // Workers tried: a worker that goes away before answering anything is replaced, up to
-  // kMaxAttempts in all.
-  static constexpr int kMaxAttempts = 3;
-  int attempts_ = 0;
-  bool any_response_ = false;
-  bool queue_time_observed_ = false;
-  std::chrono::steady_clock::time_point call_start_;
-  std::optional<std::chrono::steady_clock::time_point> last_token_;
 };
 
 }  // namespace tandem::frontend

@@ -227,7 +227,7 @@ grpc::ServerUnaryReactor* InferenceService::ListModels(grpc::CallbackServerConte
   }
   v1::ModelCard* card = response->add_models();
   card->set_id(context_.model->name());
-  if (auto info = context_.pool->AnyInfo()) {
+  if (auto info = context_.pool->ClusterInfo()) {
     card->set_max_model_len(info->max_model_len());
     card->set_vocab_size(info->vocab_size());
   }

@@ -13,7 +13,8 @@
 #include "common/parse.h"
 #include "common/status_macros.h"
 #include "frontend/frontend.h"
-#include "router/worker_set.h"
+#include "router/discovery.h"
+#include "router/router.h"
 
 namespace {
 
@@ -21,7 +22,7 @@ tandem::Status Main(int argc, char** argv, int* exit_code) {
   using tandem::frontend::FrontendOptions;
   FrontendOptions o;
   std::string workers, max_body = "1MiB", api_key, api_key_file, log_level = "info",
-                       log_format = "text";
+                       log_format = "text", router_mode = "kv";
   CLI::App app{"tandem-frontend: OpenAI-compatible HTTP and gRPC front end of tandem workers",
                "tandem-frontend"};
   app.option_defaults()->always_capture_default();
@@ -29,8 +30,12 @@ tandem::Status Main(int argc, char** argv, int* exit_code) {
   app.add_option("--port", o.port, "HTTP port (0 = ephemeral)");
   app.add_option("--grpc-port", o.grpc_port, "gRPC Inference port (0 = ephemeral)");
   app.add_option("--port-file", o.port_file, "Write {\"http_port\", \"grpc_port\"} JSON here");
-  app.add_option("--workers", workers, "Worker gRPC endpoints host:port[,host:port...]")
-      ->required();
+  auto* workers_opt =
+      app.add_option("--workers", workers, "Worker gRPC endpoints host:port[,host:port...]");
+  auto* workers_file_opt = app.add_option(
+      "--workers-file", o.workers_file,
+      "File listing the workers, one host:port per line ('#' comments); followed as it changes");
+  workers_opt->excludes(workers_file_opt);
   app.add_option("--model", o.model_dir, "Model directory (tokenizer, chat template)")->required();
   app.add_option("--served-model-name", o.served_model_name,
                  "Model name clients use (empty: the directory's name)");
@@ -38,7 +43,16 @@ tandem::Status Main(int argc, char** argv, int* exit_code) {
                  "Require 'Authorization: Bearer KEY' on /v1 and gRPC (visible in ps: prefer "
                  "--api-key-file or $TANDEM_API_KEY)");
   app.add_option("--api-key-file", api_key_file, "Read the API key from this file");
-  app.add_option("--router-mode", o.router_mode, "round-robin | least-loaded");
+  app.add_option("--router-mode", router_mode, "kv | round-robin | random | least-loaded");
+  app.add_option("--router-overlap-weight", o.router.overlap_weight,
+                 "Weight of prefill blocks against decode blocks in the kv router's cost");
+  app.add_option("--router-host-weight", o.router.host_weight,
+                 "A cached block on the host tier, as a fraction of a device hit");
+  app.add_option("--router-disk-weight", o.router.disk_weight,
+                 "A cached block on the disk tier, as a fraction of a device hit");
+  app.add_option("--router-temperature", o.router.temperature,
+                 "0: lowest cost wins; > 0: sample by softmax of -cost/T (normalized costs)");
+  app.add_option("--router-seed", o.router.seed, "Seed of the router's draws (0: random)");
   app.add_option("--max-body-size", max_body, "Largest request body; larger: 413");
   app.add_option("--drain-timeout,--drain-timeout-s", o.drain_timeout_s,
                  "Seconds SIGTERM waits for requests before ending them with an error");
@@ -65,7 +79,13 @@ tandem::Status Main(int argc, char** argv, int* exit_code) {
   }
   tandem::HideArgValue(argc, argv, "--api-key");
   TANDEM_RETURN_IF_ERROR(tandem::InitLogging(log_level, log_format));
-  TANDEM_ASSIGN_OR_RETURN(o.workers, tandem::router::ParseEndpoints(workers, "--workers"));
+  if (workers.empty() && o.workers_file.empty()) {
+    return tandem::InvalidArgumentError("--workers or --workers-file is required");
+  }
+  if (!workers.empty()) {
+    TANDEM_ASSIGN_OR_RETURN(o.workers, tandem::router::ParseEndpoints(workers, "--workers"));
+  }
+  TANDEM_ASSIGN_OR_RETURN(o.router.mode, tandem::router::ParseRouterMode(router_mode));
   TANDEM_ASSIGN_OR_RETURN(o.max_body_size, tandem::ParseByteSize(max_body, "--max-body-size"));
   TANDEM_ASSIGN_OR_RETURN(o.api_key, tandem::ResolveApiKey(api_key, api_key_file));
   TANDEM_ASSIGN_OR_RETURN(auto frontend, tandem::frontend::Frontend::Create(o));

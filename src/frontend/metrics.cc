@@ -2,6 +2,8 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <utility>
+
 namespace tandem::frontend {
 
 namespace {
@@ -92,7 +94,56 @@ FrontendMetrics::FrontendMetrics()
                            .Help("Workers kept out of routing: their model identity or block "
                                  "size differs from the cluster's")
                            .Register(*registry_)
-                           .Add({})) {}
+                           .Add({})),
+      decisions_(prometheus::BuildCounter()
+                     .Name("tandem_frontend_router_decisions_total")
+                     .Help("Requests routed to a worker, by router mode")
+                     .Register(*registry_)),
+      overlap_blocks_(
+          prometheus::BuildHistogram()
+              .Name("tandem_frontend_router_overlap_blocks")
+              .Help("Prompt blocks the chosen worker had cached, per routing decision")
+              .Register(*registry_)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0, 1, 2, 4, 8, 16, 32, 64, 128, 256,
+                                                               512, 1024, 2048, 4096, 8192})),
+      indexed_blocks_(prometheus::BuildGauge()
+                          .Name("tandem_frontend_router_indexed_blocks")
+                          .Help("Distinct KV blocks in the router's index (held by any worker)")
+                          .Register(*registry_)
+                          .Add({})),
+      kv_event_lag_(prometheus::BuildGauge()
+                        .Name("tandem_frontend_router_kv_event_lag")
+                        .Help("KV events the workers reported and the router has not applied")
+                        .Register(*registry_)
+                        .Add({})),
+      resubscriptions_(prometheus::BuildCounter()
+                           .Name("tandem_frontend_router_kv_resubscriptions_total")
+                           .Help("KV event streams started again after a gap, a malformed "
+                                 "message or a broken stream")
+                           .Register(*registry_)
+                           .Add({})),
+      snapshots_(prometheus::BuildCounter()
+                     .Name("tandem_frontend_router_kv_snapshots_total")
+                     .Help("Workers' KV indexes rebuilt whole from a snapshot")
+                     .Register(*registry_)
+                     .Add({})) {}
+
+void FrontendMetrics::CountRoutingDecision(std::string_view mode, int overlap_blocks) {
+  decisions_.Add({{"mode", std::string(mode)}}).Increment();
+  overlap_blocks_.Observe(overlap_blocks);
+}
+
+void FrontendMetrics::SetRouterState(size_t indexed_blocks, uint64_t kv_event_lag,
+                                     int64_t resubscriptions, int64_t snapshots) {
+  indexed_blocks_.Set(static_cast<double>(indexed_blocks));
+  kv_event_lag_.Set(static_cast<double>(kv_event_lag));
+  // Counters follow the pool's totals.
+  for (auto [counter, total] :
+       {std::pair{&resubscriptions_, resubscriptions}, std::pair{&snapshots_, snapshots}}) {
+    const double seen = counter->Value();
+    if (static_cast<double>(total) > seen) counter->Increment(static_cast<double>(total) - seen);
+  }
+}
 
 void FrontendMetrics::SetMockTimes(double expected_seconds, double actual_seconds) {
   mock_seconds_.Add({{"kind", "expected"}}).Set(expected_seconds);

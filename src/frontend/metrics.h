@@ -5,6 +5,8 @@
 // thread.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -41,6 +43,11 @@ class FrontendMetrics {
   void SetMockTimes(double expected_seconds, double actual_seconds);
   // Workers refused for differing from the cluster (model identity, block size).
   void SetRefusedWorkers(int n) { refused_workers_.Set(n); }
+  // One routing decision, and the prompt blocks the chosen worker had cached.
+  void CountRoutingDecision(std::string_view mode, int overlap_blocks);
+  // The router's index and event streams, as of now (refreshed when /metrics is read).
+  void SetRouterState(size_t indexed_blocks, uint64_t kv_event_lag, int64_t resubscriptions,
+                      int64_t snapshots);
 
   // The Prometheus text format (version 0.0.4) of every metric.
   std::string Serialize() const;
@@ -58,6 +65,12 @@ class FrontendMetrics {
   prometheus::Counter& generated_tokens_;
   prometheus::Family<prometheus::Gauge>& mock_seconds_;
   prometheus::Gauge& refused_workers_;
+  prometheus::Family<prometheus::Counter>& decisions_;
+  prometheus::Histogram& overlap_blocks_;
+  prometheus::Gauge& indexed_blocks_;
+  prometheus::Gauge& kv_event_lag_;
+  prometheus::Counter& resubscriptions_;
+  prometheus::Counter& snapshots_;
 };
 
 }  // namespace tandem::frontend

@@ -192,7 +192,7 @@ Json OpenAiApi::ModelCard() const {
                {"object", "model"},
                {"created", created_},
                {"owned_by", "tandem"}};
-  if (auto info = context_.pool->AnyInfo()) {
+  if (auto info = context_.pool->ClusterInfo()) {
     card["max_model_len"] = info->max_model_len();
     card["vocab_size"] = info->vocab_size();  // What a load generator's token-id prompts need.
   }
@@ -253,6 +253,9 @@ void OpenAiApi::Handle(HttpRequest&& request, std::shared_ptr<HttpSession> sessi
     if (!allow(http::verb::get)) return;
     context_.metrics->CountRequest(path, 200);
     context_.metrics->SetRefusedWorkers(context_.pool->refused_workers());
+    context_.metrics->SetRouterState(
+        context_.pool->router().indexed_blocks(), context_.pool->router().kv_event_lag(),
+        context_.pool->kv_resubscriptions(), context_.pool->kv_snapshots());
     if (auto sim = context_.pool->simulation_totals()) {
       context_.metrics->SetMockTimes(sim->expected_seconds, sim->actual_seconds);
     }

@@ -1,5 +1,6 @@
-// gRPC client reactors for the worker service (proto/tandem/v1/worker.proto). They run on gRPC's
-// callback threads and never block; their callbacks must be quick (post elsewhere).
+// gRPC client reactors for the worker service's server streams (proto/tandem/v1/worker.proto):
+// Generate, StreamLoad and SubscribeKvEvents. They run on gRPC's callback threads and never
+// block; their callbacks must be quick (post elsewhere).
 //
 // Lifetime: gRPC needs a reactor to outlive its OnDone, while the frontend may drop its interest
 // earlier, so each reactor is held by a shared_ptr that it keeps to itself until OnDone has run
@@ -10,6 +11,7 @@
 
 #include <functional>
 #include <memory>
+#include <utility>
 
 #include <grpcpp/grpcpp.h>
 
@@ -17,55 +19,69 @@
 
 namespace tandem::frontend {
 
-// One Worker.Generate server stream.
-class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> {
+// One server-streaming call: Request in, Responses until the stream ends.
+template <typename Request, typename Response>
+class StreamCall final : public grpc::ClientReadReactor<Response> {
  public:
   // on_response: each message, in order. on_done: once, after the last on_response.
   struct Callbacks {
-    std::function<void(v1::GenerateResponse&&)> on_response;
+    std::function<void(Response&&)> on_response;
     std::function<void(const grpc::Status&)> on_done;
   };
+  // How to start the RPC on a stub: e.g. &v1::Worker::Stub::async_interface::Generate.
+  using Method = void (v1::Worker::Stub::async_interface::*)(grpc::ClientContext*, const Request*,
+                                                             grpc::ClientReadReactor<Response>*);
 
-  static std::shared_ptr<GenerateCall> Start(v1::Worker::Stub& stub,
-                                             const v1::GenerateRequest& request,
-                                             Callbacks callbacks);
-  // Cancels the call on the worker (which then frees the request's blocks).
+  static std::shared_ptr<StreamCall> Start(v1::Worker::Stub& stub, Method method, Request request,
+                                           Callbacks callbacks) {
+    std::shared_ptr<StreamCall> call(new StreamCall(std::move(request), std::move(callbacks)));
+    call->self_ = call;
+    (stub.async()->*method)(&call->context_, &call->request_, call.get());
+    call->StartRead(&call->response_);
+    call->StartCall();
+    return call;
+  }
+
+  // Cancels the call on the worker (a Generate call's request then frees its blocks).
   void Cancel() { context_.TryCancel(); }
 
  private:
-  explicit GenerateCall(Callbacks callbacks) : callbacks_(std::move(callbacks)) {}
-  void OnReadDone(bool ok) override;
-  void OnDone(const grpc::Status& status) override;
+  StreamCall(Request request, Callbacks callbacks)
+      : request_(std::move(request)), callbacks_(std::move(callbacks)) {}
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // The stream ended; OnDone follows.
+    callbacks_.on_response(std::move(response_));
+    response_.Clear();
+    this->StartRead(&response_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    callbacks_.on_done(status);
+    // Drop the callbacks (and what they hold) now; `self` keeps this alive until we return.
+    std::shared_ptr<StreamCall> self = std::move(self_);
+    callbacks_ = {};
+  }
 
   grpc::ClientContext context_;
-  v1::GenerateRequest request_;
-  v1::GenerateResponse response_;
+  Request request_;
+  Response response_;
   Callbacks callbacks_;
-  std::shared_ptr<GenerateCall> self_;  // Released in OnDone.
+  std::shared_ptr<StreamCall> self_;  // Released in OnDone.
 };
 
-// One Worker.StreamLoad server stream: load reports until the worker goes away.
-class LoadStream final : public grpc::ClientReadReactor<v1::LoadReport> {
- public:
-  struct Callbacks {
-    std::function<void(const v1::LoadReport&)> on_report;
-    std::function<void(const grpc::Status&)> on_done;
-  };
+// Worker.Generate: one request's token batches.
+using GenerateCall = StreamCall<v1::GenerateRequest, v1::GenerateResponse>;
+// Worker.StreamLoad: load reports until the worker goes away.
+using LoadStream = StreamCall<v1::StreamLoadRequest, v1::LoadReport>;
+// Worker.SubscribeKvEvents: the worker's KV events (a snapshot first when needed).
+using KvEventStream = StreamCall<v1::SubscribeKvEventsRequest, v1::KvEventBatch>;
 
-  static std::shared_ptr<LoadStream> Start(v1::Worker::Stub& stub, int interval_ms,
-                                           Callbacks callbacks);
-  void Cancel() { context_.TryCancel(); }
-
- private:
-  explicit LoadStream(Callbacks callbacks) : callbacks_(std::move(callbacks)) {}
-  void OnReadDone(bool ok) override;
-  void OnDone(const grpc::Status& status) override;
-
-  grpc::ClientContext context_;
-  v1::StreamLoadRequest request_;
-  v1::LoadReport report_;
-  Callbacks callbacks_;
-  std::shared_ptr<LoadStream> self_;  // Released in OnDone.
-};
+inline std::shared_ptr<GenerateCall> StartGenerate(v1::Worker::Stub& stub,
+                                                   v1::GenerateRequest request,
+                                                   GenerateCall::Callbacks callbacks) {
+  return GenerateCall::Start(stub, &v1::Worker::Stub::async_interface::Generate, std::move(request),
+                             std::move(callbacks));
+}
 
 }  // namespace tandem::frontend

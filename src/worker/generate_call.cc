@@ -7,28 +7,12 @@
 
 #include "common/logging.h"
 #include "worker/grpc_status.h"
+#include "worker/stream_reactor.h"
 
 namespace tandem::worker {
 namespace {
 
-// gRPC owns it from Generate's return until OnDone; it then deletes itself, as the callback API
-// requires. The call state lives on in whoever still holds it (a queued dispatcher wake).
-class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
- public:
-  GenerateReactor(std::shared_ptr<GenerateCall> call, std::function<void()> on_done)
-      : call_(std::move(call)), on_done_(std::move(on_done)) {}
-
-  void OnWriteDone(bool ok) override { call_->OnWriteDone(ok); }
-  void OnCancel() override { call_->OnCancel(); }
-  void OnDone() override {
-    on_done_();
-    delete this;
-  }
-
- private:
-  std::shared_ptr<GenerateCall> call_;
-  std::function<void()> on_done_;
-};
+using GenerateReactor = StreamReactor<v1::GenerateResponse, GenerateCall>;
 
 v1::FinishReason ToProto(FinishReason reason) {
   switch (reason) {

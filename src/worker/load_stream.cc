@@ -2,21 +2,12 @@
 
 #include <utility>
 
+#include "worker/stream_reactor.h"
+
 namespace tandem::worker {
 namespace {
 
-// Owned by gRPC until OnDone (the callback API's contract), like GenerateCall's reactor.
-class LoadReactor final : public grpc::ServerWriteReactor<v1::LoadReport> {
- public:
-  explicit LoadReactor(std::shared_ptr<LoadStream> stream) : stream_(std::move(stream)) {}
-
-  void OnWriteDone(bool ok) override { stream_->OnWriteDone(ok); }
-  void OnCancel() override { stream_->OnCancel(); }
-  void OnDone() override { delete this; }
-
- private:
-  std::shared_ptr<LoadStream> stream_;
-};
+using LoadReactor = StreamReactor<v1::LoadReport, LoadStream>;
 
 }  // namespace
 

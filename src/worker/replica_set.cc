@@ -36,7 +36,7 @@ StatusOr<std::vector<int>> ParseReplicaPorts(const std::string& text, int replic
 
 StatusOr<std::unique_ptr<ReplicaSet>> ReplicaSet::Create(
     const ReplicaSetOptions& options,
-    const std::function<StatusOr<std::unique_ptr<engine::LlmEngine>>(int)>& make_engine) {
+    const std::function<StatusOr<std::unique_ptr<Engine>>(int)>& make_engine) {
   if (options.replicas < 1) return InvalidArgumentError("--replicas must be >= 1");
   if (static_cast<int>(options.ports.size()) != options.replicas ||
       static_cast<int>(options.metrics_ports.size()) != options.replicas) {
@@ -45,7 +45,7 @@ StatusOr<std::unique_ptr<ReplicaSet>> ReplicaSet::Create(
   auto set = std::unique_ptr<ReplicaSet>(new ReplicaSet());
   for (int i = 0; i < options.replicas; ++i) {
     const std::string who = options.replicas > 1 ? "replica " + std::to_string(i) + ": " : "";
-    StatusOr<std::unique_ptr<engine::LlmEngine>> engine = make_engine(i);
+    StatusOr<std::unique_ptr<Engine>> engine = make_engine(i);
     if (!engine.ok()) return engine.status().WithContext(who + "engine");
     WorkerServerOptions server = options.server;
     server.port = options.ports[i];

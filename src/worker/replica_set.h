@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/llm_engine.h"
+#include "tandem/engine.h"
 #include "worker/worker_server.h"
 
 namespace tandem::worker {
@@ -37,7 +37,7 @@ class ReplicaSet {
   // stops those already started.
   static StatusOr<std::unique_ptr<ReplicaSet>> Create(
       const ReplicaSetOptions& options,
-      const std::function<StatusOr<std::unique_ptr<engine::LlmEngine>>(int)>& make_engine);
+      const std::function<StatusOr<std::unique_ptr<Engine>>(int)>& make_engine);
   ReplicaSet(const ReplicaSet&) = delete;
   ReplicaSet& operator=(const ReplicaSet&) = delete;
 

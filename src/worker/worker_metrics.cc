@@ -73,12 +73,26 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry)
                 .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025,
                                                                  0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
                                                                  10, 30})),
-      duration_(prometheus::BuildHistogram()
-                    .Name("tandem_worker_request_duration_seconds")
-                    .Help("From a Generate call's arrival to its last token")
-                    .Register(registry)
-                    .Add({}, prometheus::Histogram::BucketBoundaries{
-                                 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120})) {}
+      duration_(
+          prometheus::BuildHistogram()
+              .Name("tandem_worker_request_duration_seconds")
+              .Help("From a Generate call's arrival to its last token")
+              .Register(registry)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                                               2.5, 5, 10, 30, 60, 120})),
+      kv_event_subscribers_(SimpleGauge(registry, "tandem_worker_kv_event_subscribers",
+                                        "Open SubscribeKvEvents streams")),
+      kv_events_(prometheus::BuildCounter()
+                     .Name("tandem_worker_kv_events_total")
+                     .Help("KV events sent to subscribers (each event once per subscriber)")
+                     .Register(registry)
+                     .Add({})),
+      kv_snapshots_(prometheus::BuildCounter()
+                        .Name("tandem_worker_kv_snapshots_total")
+                        .Help("KV snapshots sent to subscribers whose next event had left the "
+                              "ring or who knew a previous incarnation of the worker")
+                        .Register(registry)
+                        .Add({})) {}
 
 void WorkerMetrics::CountRequest(CallOutcome outcome) {
   switch (outcome) {
@@ -103,8 +117,8 @@ void WorkerMetrics::CountRequest(CallOutcome outcome) {
   }
 }
 
-void WorkerMetrics::Update(const engine::EngineStats& stats, const kvcache::KvTiersStats& tiers,
-                           int active_requests) {
+void WorkerMetrics::Update(const EngineStats& stats, int active_requests) {
+  const KvTiersStats& tiers = stats.tiers;
   active_requests_.Set(active_requests);
   waiting_requests_.Set(stats.waiting);
   queued_prefill_tokens_.Set(static_cast<double>(stats.queued_prefill_tokens));
@@ -125,7 +139,7 @@ void WorkerMetrics::Update(const engine::EngineStats& stats, const kvcache::KvTi
   const auto add = [](prometheus::Counter& c, uint64_t now, uint64_t before) {
     if (now > before) c.Increment(static_cast<double>(now - before));
   };
-  const kvcache::KvTiersStats& was = last_tiers_;
+  const KvTiersStats& was = last_tiers_;
   add(hits_family_.Add({{"tier", "host"}}), tiers.host.hits, was.host.hits);
   add(hits_family_.Add({{"tier", "disk"}}), tiers.disk.hits, was.disk.hits);
   add(misses_family_.Add({{"tier", "host"}}), tiers.host.misses, was.host.misses);

@@ -11,7 +11,6 @@
 
 #include <mutex>
 
-#include "engine/llm_engine.h"
 #include "tandem/engine.h"
 
 namespace tandem::worker {
@@ -30,10 +29,14 @@ class WorkerMetrics {
   void AddGeneratedTokens(int n) { generated_tokens_.Increment(n); }
   void ObserveTimeToFirstToken(double seconds) { ttft_.Observe(seconds); }
   void ObserveRequestDuration(double seconds) { duration_.Observe(seconds); }
+  // SubscribeKvEvents: a stream opened, or is done; events and snapshots sent.
+  void KvEventSubscriberOpened() { kv_event_subscribers_.Increment(); }
+  void KvEventSubscriberClosed() { kv_event_subscribers_.Decrement(); }
+  void AddKvEventsSent(int n) { kv_events_.Increment(n); }
+  void CountKvSnapshot() { kv_snapshots_.Increment(); }
   // Gauges from a snapshot of the engine plus the worker's open Generate calls; the KV tiers'
   // gauges, and their counters advanced to the tiers' totals.
-  void Update(const engine::EngineStats& stats, const kvcache::KvTiersStats& tiers,
-              int active_requests);
+  void Update(const EngineStats& stats, int active_requests);
 
  private:
   prometheus::Family<prometheus::Counter>& requests_family_;
@@ -60,11 +63,14 @@ class WorkerMetrics {
   prometheus::Counter& disk_errors_;
   prometheus::Gauge& disk_disabled_;
   std::mutex tiers_mu_;
-  kvcache::KvTiersStats last_tiers_;  // what the counters have counted so far
+  KvTiersStats last_tiers_;  // what the counters have counted so far
   prometheus::Gauge& sim_expected_;
   prometheus::Gauge& sim_actual_;
   prometheus::Histogram& ttft_;
   prometheus::Histogram& duration_;
+  prometheus::Gauge& kv_event_subscribers_;
+  prometheus::Counter& kv_events_;
+  prometheus::Counter& kv_snapshots_;
 };
 
 }  // namespace tandem::worker

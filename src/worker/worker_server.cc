@@ -17,8 +17,8 @@ std::string HostPort(const std::string& host, int port) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Create(
-    std::unique_ptr<engine::LlmEngine> engine, const WorkerServerOptions& options) {
+StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Create(std::unique_ptr<Engine> engine,
+                                                             const WorkerServerOptions& options) {
   if (engine == nullptr) return InvalidArgumentError("no engine");
   if (options.port < 0 || options.port > 65535) {
     return InvalidArgumentError("--port: " + std::to_string(options.port) + " is out of range");

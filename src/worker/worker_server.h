@@ -13,7 +13,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "common/metrics.h"
-#include "engine/llm_engine.h"
+#include "tandem/engine.h"
 #include "worker/worker_metrics.h"
 #include "worker/worker_service.h"
 
@@ -29,7 +29,7 @@ struct WorkerServerOptions {
 class WorkerServer {
  public:
   // Takes the engine, binds both listeners and starts serving (health SERVING).
-  static StatusOr<std::unique_ptr<WorkerServer>> Create(std::unique_ptr<engine::LlmEngine> engine,
+  static StatusOr<std::unique_ptr<WorkerServer>> Create(std::unique_ptr<Engine> engine,
                                                         const WorkerServerOptions& options);
   // Shuts the server down at once if Drain did not.
   ~WorkerServer();
@@ -47,7 +47,7 @@ class WorkerServer {
   WorkerServer() = default;
 
   // Declared in dependency order; destroyed in reverse (server first, engine last).
-  std::unique_ptr<engine::LlmEngine> engine_;
+  std::unique_ptr<Engine> engine_;
   std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<WorkerMetrics> metrics_;
   std::unique_ptr<WorkerService> service_;

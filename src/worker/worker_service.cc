@@ -1,12 +1,11 @@
 #include "worker/worker_service.h"
 
-#include "tandem/block_hash.h"
-
 #include <spdlog/spdlog.h>
 
 #include <utility>
 
 #include "common/logging.h"
+#include "tandem/block_hash.h"
 #include "worker/generate_call.h"
 #include "worker/grpc_status.h"
 #include "worker/load_stream.h"
@@ -54,8 +53,7 @@ class WorkerService::StatsTask final : public Pumped,
       : service_(service), dispatcher_(dispatcher) {}
   void Pump() override {}
   void OnTimer() override {
-    service_->metrics_->Update(service_->engine_->stats(), service_->engine_->tier_stats(),
-                               service_->active_requests());
+    service_->metrics_->Update(service_->engine_->stats(), service_->active_requests());
     dispatcher_->WakeAt(std::chrono::steady_clock::now() + service_->options_.stats_interval,
                         weak_from_this());
   }
@@ -65,11 +63,13 @@ class WorkerService::StatsTask final : public Pumped,
   Dispatcher* const dispatcher_;
 };
 
-WorkerService::WorkerService(engine::LlmEngine* engine, WorkerMetrics* metrics,
-                             WorkerServiceOptions options)
+WorkerService::WorkerService(Engine* engine, WorkerMetrics* metrics, WorkerServiceOptions options)
     : engine_(engine), metrics_(metrics), options_(std::move(options)) {
   stats_task_ = std::make_shared<StatsTask>(this, &dispatcher_);
   dispatcher_.WakeAt(std::chrono::steady_clock::now(), stats_task_);
+  KvEventSource& events = engine_->kv_events();
+  kv_streams_ = std::make_shared<KvEventStreams>(&events, &dispatcher_, metrics_);
+  kv_listener_ = KvEventListener(&events, [streams = kv_streams_.get()] { streams->OnAppended(); });
 }
 
 WorkerService::~WorkerService() = default;
@@ -160,15 +160,22 @@ grpc::ServerUnaryReactor* WorkerService::GetInfo(grpc::CallbackServerContext* co
       return reactor;
     }
   }
+  const KvLayout& layout = engine_->kv_layout();
   response->set_worker_id(options_.worker_id);
   response->set_role(options_.role);
   response->set_model(options_.model);
-  response->set_block_size(options_.block_size);
+  response->set_block_size(layout.block_size);
   response->set_vocab_size(engine_->vocab_size());
   response->set_max_model_len(engine_->max_model_len());
   response->set_total_blocks(engine_->stats().blocks_total);
   response->set_model_identity(engine_->model_identity());
   response->set_block_hash_seed(BlockHashSeed(engine_->model_identity()));
+  v1::KvLayout* kv_layout = response->mutable_kv_layout();
+  kv_layout->set_num_layers(layout.num_layers);
+  kv_layout->set_num_kv_heads(layout.num_kv_heads);
+  kv_layout->set_head_dim(layout.head_dim);
+  kv_layout->set_block_size(layout.block_size);
+  kv_layout->set_element_bytes(layout.element_bytes);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -183,6 +190,11 @@ grpc::ServerWriteReactor<v1::LoadReport>* WorkerService::StreamLoad(
   interval_ms = std::max(interval_ms, kMinIntervalMs);
   return LoadStream::Start(
       &dispatcher_, [this] { return LoadSnapshot(); }, std::chrono::milliseconds(interval_ms));
+}
+
+grpc::ServerWriteReactor<v1::KvEventBatch>* WorkerService::SubscribeKvEvents(
+    grpc::CallbackServerContext* context, const v1::SubscribeKvEventsRequest* request) {
+  return kv_streams_->Subscribe(request->from_event_id());
 }
 
 void WorkerService::StartDrain() {
@@ -211,7 +223,7 @@ int WorkerService::active_requests() const {
 }
 
 v1::LoadReport WorkerService::LoadSnapshot() const {
-  const engine::EngineStats stats = engine_->stats();
+  const EngineStats stats = engine_->stats();
   v1::LoadReport report;
   report.set_active_requests(active_requests());
   report.set_active_blocks(stats.blocks_total - stats.blocks_available);
@@ -222,6 +234,7 @@ v1::LoadReport WorkerService::LoadSnapshot() const {
     report.set_sim_expected_seconds(stats.simulation->expected_seconds);
     report.set_sim_actual_seconds(stats.simulation->actual_seconds);
   }
+  report.set_kv_events_last_id(engine_->kv_events().last_id());
   return report;
 }
 

@@ -1,9 +1,11 @@
-// tandem.v1.Worker on gRPC's callback API, in front of one engine (ARCHITECTURE §1, §3).
+// tandem.v1.Worker on gRPC's callback API, in front of one engine (ARCHITECTURE §1, §3), which
+// it sees only through the tandem::Engine interface.
 //
 // Generate submits to the engine (non-blocking) and hands the request's stream to the
 // dispatcher thread, which batches ready tokens into messages and starts each write when the
-// previous one is done (generate_call.h). StreamLoad is paced by dispatcher timers. No reactor
-// ever blocks. Draining refuses new Generate calls with UNAVAILABLE and lets open ones finish.
+// previous one is done (generate_call.h). StreamLoad is paced by dispatcher timers.
+// SubscribeKvEvents is woken by the engine's KV event log (kv_event_stream.h). No reactor ever
+// blocks. Draining refuses new Generate calls with UNAVAILABLE and lets open ones finish.
 //
 // Thread safety: the RPC methods run on gRPC threads; StartDrain, WaitIdle, CancelAll and
 // LoadSnapshot may be called from any thread.
@@ -20,18 +22,19 @@
 #include <absl/base/thread_annotations.h>
 #include <grpcpp/grpcpp.h>
 
-#include "engine/llm_engine.h"
+#include "tandem/engine.h"
+#include "tandem/kv_events.h"
 #include "tandem/v1/worker.grpc.pb.h"
 #include "worker/dispatcher.h"
+#include "worker/kv_event_stream.h"
 #include "worker/worker_metrics.h"
 
 namespace tandem::worker {
 
 struct WorkerServiceOptions {
-  std::string worker_id;            // Reported by GetInfo.
-  std::string model;                // The model as the operator named it, reported by GetInfo.
-  std::string role = "aggregated";  // "aggregated", "prefill" or "decode".
-  int block_size = 16;              // Tokens per KV block, reported by GetInfo.
+  std::string worker_id;  // Reported by GetInfo.
+  std::string model;      // The model as the operator named it, reported by GetInfo.
+  v1::WorkerRole role = v1::WORKER_ROLE_AGGREGATED;  // Reported by GetInfo.
   // How often engine stats refresh the gauges.
   std::chrono::milliseconds stats_interval{100};
 };
@@ -40,7 +43,7 @@ class WorkerService final : public v1::Worker::CallbackService {
  public:
   // `engine` and `metrics` must outlive the service, and the gRPC server must be shut down (every
   // call done) before the service is destroyed.
-  WorkerService(engine::LlmEngine* engine, WorkerMetrics* metrics, WorkerServiceOptions options);
+  WorkerService(Engine* engine, WorkerMetrics* metrics, WorkerServiceOptions options);
   ~WorkerService() override;
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
@@ -53,6 +56,8 @@ class WorkerService final : public v1::Worker::CallbackService {
                                     v1::WorkerInfo* response) override;
   grpc::ServerWriteReactor<v1::LoadReport>* StreamLoad(
       grpc::CallbackServerContext* context, const v1::StreamLoadRequest* request) override;
+  grpc::ServerWriteReactor<v1::KvEventBatch>* SubscribeKvEvents(
+      grpc::CallbackServerContext* context, const v1::SubscribeKvEventsRequest* request) override;
 
   // From now on Generate answers UNAVAILABLE; open calls go on.
   void StartDrain();
@@ -71,7 +76,7 @@ class WorkerService final : public v1::Worker::CallbackService {
   void OnGenerateFinished(RequestId engine_id, const std::string& request_id);
   void OnGenerateDone(RequestId engine_id);
 
-  engine::LlmEngine* const engine_;
+  Engine* const engine_;
   WorkerMetrics* const metrics_;
   const WorkerServiceOptions options_;
 
@@ -83,9 +88,13 @@ class WorkerService final : public v1::Worker::CallbackService {
   std::unordered_map<std::string, RequestId> by_request_id_ ABSL_GUARDED_BY(mu_);
 
   // Last: the dispatcher thread and its periodic task use the fields above; destroying the
-  // dispatcher first stops them.
+  // dispatcher first stops them. Shared: queued dispatcher wakes hold them too.
   std::shared_ptr<StatsTask> stats_task_;
+  std::shared_ptr<KvEventStreams> kv_streams_;
   Dispatcher dispatcher_;
+  // After the dispatcher, so removed before it: no KV event append wakes a dispatcher that is
+  // going away.
+  KvEventListener kv_listener_;
 };
 
 }  // namespace tandem::worker

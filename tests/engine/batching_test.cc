@@ -213,7 +213,7 @@ TEST_P(TieredCacheTest, OnboardingFromHostOrDiskGivesTheLogitsOfRecomputation) {
     RunAll(*engine, {Greedy(filler, 4)});
     const Completion reused = RunAll(*engine, {b})[0];
     const EngineStats stats = engine->stats();
-    const kvcache::KvTiersStats tiers = engine->tier_stats();
+    const KvTiersStats& tiers = stats.tiers;
     EXPECT_EQ(reused.cached_prompt_tokens, 80) << "the shared prefix's 5 blocks, onboarded";
     EXPECT_EQ(stats.onboarded_blocks, 5);
     EXPECT_EQ(c.from_disk ? tiers.onboarded_disk : tiers.onboarded_host, 5u);

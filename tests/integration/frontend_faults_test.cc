@@ -161,8 +161,8 @@ TEST_F(FrontendFaultsTest, HungWorkerLeavesRoutingAndItsRequestsEndWithAnError) 
   auto a = StartWorker();
   auto b = StartWorker();
   ASSERT_TRUE(a && b);
-  auto f =
-      StartFrontend(a->grpc_address() + "," + b->grpc_address(), {"--worker-stall-timeout", "1"});
+  auto f = StartFrontend(a->grpc_address() + "," + b->grpc_address(),
+                         {"--worker-stall-timeout", "1", "--router-mode", "round-robin"});
   ASSERT_NE(f, nullptr);
   const int port = f->metrics_port();
   ASSERT_TRUE(WaitFor([&] { return Health(port)["workers_up"] == 2; }, seconds(10)));
@@ -220,7 +220,9 @@ TEST_F(FrontendFaultsTest, ARequestAWorkerCannotTakeGoesToAnother) {
   auto a = StartWorker({"--drain-timeout", "60"});
   auto b = StartWorker({"--drain-timeout", "60"});
   ASSERT_TRUE(a && b);
-  auto f = StartFrontend(a->grpc_address() + "," + b->grpc_address(), {});
+  // Round-robin: every other request is sent to the draining worker, whatever it caches.
+  auto f =
+      StartFrontend(a->grpc_address() + "," + b->grpc_address(), {"--router-mode", "round-robin"});
   ASSERT_NE(f, nullptr);
   const int port = f->metrics_port();
   ASSERT_TRUE(WaitFor([&] { return Health(port)["workers_up"] == 2; }, seconds(10)));

@@ -61,7 +61,9 @@ class FrontendTest : public ::testing::Test {
       ASSERT_TRUE(w.ok()) << w.status();
       workers_[i] = std::move(w).value().release();
     }
-    frontend_ = StartFrontend({}).release();
+    // Round-robin: these tests place requests on both workers by turns (the kv router has its
+    // own tests, kv_routing_test).
+    frontend_ = StartFrontend({"--router-mode", "round-robin"}).release();
   }
 
   static void TearDownTestSuite() {

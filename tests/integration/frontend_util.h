@@ -20,6 +20,14 @@
 
 namespace tandem::testing {
 
+// The daemons under test, as built next to the tests.
+inline std::string WorkerBinary() {
+  return std::string(TANDEM_BINARY_DIR) + "/bin/tandem-decode-worker";
+}
+inline std::string FrontendBinary() {
+  return std::string(TANDEM_BINARY_DIR) + "/bin/tandem-frontend";
+}
+
 // Writes the test model (config.json, tokenizer files) into `dir`; false when ../shared/data is
 // absent (the caller skips). A larger hidden size and more layers make each step slower (tests
 // that need streams to outlast something).

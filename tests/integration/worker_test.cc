@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "../worker/kv_subscription.h"
 #include "daemon_process.h"
 #include "tandem/block_hash.h"
 #include "tandem/v1/worker.grpc.pb.h"
@@ -105,6 +106,42 @@ double MetricValue(const std::string& text, const std::string& sample) {
   return std::stod(text.substr(at + sample.size() + 2));
 }
 
+// Waits for a load report whose newest KV event id is `id`.
+bool WaitForKvLastId(v1::Worker::Stub& stub, uint64_t id) {
+  return WaitForLoad(
+      stub, [id](const v1::LoadReport& r) { return r.kv_events_last_id() == id; }, seconds(5));
+}
+
+v1::WorkerInfo GetInfo(v1::Worker::Stub& stub) {
+  grpc::ClientContext ctx;
+  v1::WorkerInfo info;
+  EXPECT_TRUE(stub.GetInfo(&ctx, v1::GetInfoRequest(), &info).ok());
+  return info;
+}
+
+std::vector<int32_t> Tokens(int n, int first) {
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < n; ++i) tokens.push_back((first + i * 7) % 500 + 1);
+  return tokens;
+}
+
+// Every hash a snapshot's parts list, sorted; and checks that each part is as of `as_of`.
+std::vector<uint64_t> SnapshotHashes(const std::vector<v1::KvSnapshotPart>& parts, uint64_t as_of) {
+  std::vector<uint64_t> hashes;
+  for (const auto& p : parts) {
+    EXPECT_EQ(p.as_of_event_id(), as_of);
+    EXPECT_EQ(p.tier(), v1::KV_TIER_DEVICE);
+    hashes.insert(hashes.end(), p.block_hashes().begin(), p.block_hashes().end());
+  }
+  std::sort(hashes.begin(), hashes.end());
+  return hashes;
+}
+
+std::vector<uint64_t> Sorted(std::vector<uint64_t> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
 TEST(WorkerTest, GreedyStreamMatchesGoldenTokens) {
   auto worker = StartWorker({"--model", kGoldenDir});
   ASSERT_NE(worker, nullptr);
@@ -131,7 +168,7 @@ TEST(WorkerTest, GetInfoDescribesTheWorker) {
   v1::WorkerInfo info;
   ASSERT_TRUE(stub->GetInfo(&ctx, v1::GetInfoRequest(), &info).ok());
   EXPECT_EQ(info.worker_id(), "w7");
-  EXPECT_EQ(info.role(), "aggregated");
+  EXPECT_EQ(info.role(), v1::WORKER_ROLE_AGGREGATED);
   EXPECT_EQ(info.model(), "builtin:demo");
   EXPECT_EQ(info.block_size(), 16);
   EXPECT_EQ(info.vocab_size(), 512);
@@ -142,6 +179,13 @@ TEST(WorkerTest, GetInfoDescribesTheWorker) {
   EXPECT_NE(info.model_identity().find("weights:random:0"), std::string::npos)
       << info.model_identity();
   EXPECT_EQ(info.block_hash_seed(), BlockHashSeed(info.model_identity()));
+  // The demo model's KV layout, fp32 on the CPU backend.
+  EXPECT_EQ(info.kv_layout().block_size(), 16);
+  EXPECT_GT(info.kv_layout().num_layers(), 0);
+  EXPECT_GT(info.kv_layout().num_kv_heads(), 0);
+  EXPECT_GT(info.kv_layout().head_dim(), 0);
+  EXPECT_EQ(info.kv_layout().element_bytes(), 4);
+  EXPECT_TRUE(info.transfer_descriptor().empty());
 }
 
 TEST(WorkerTest, InvalidRequestIsInvalidArgumentAndTheNextSucceeds) {
@@ -403,6 +447,109 @@ TEST(WorkerTest, MockReplicasAreWholeWorkersOnTheirOwnPorts) {
   }
   // The mock's tokens depend only on the seed and the context: every replica agrees.
   for (const auto& o : outputs) EXPECT_EQ(o, outputs[0]);
+}
+
+// Issue 16: the KV event stream of a fresh worker, from the start: one Stored event per computed
+// full block, chained by parent hash, with the hashes a router computes from the prompt.
+TEST(WorkerTest, KvEventStreamReportsStoredBlocksWithTheirChain) {
+  auto worker = StartWorker({});
+  ASSERT_NE(worker, nullptr);
+  auto stub = v1::Worker::NewStub(worker->channel());
+  const v1::WorkerInfo info = GetInfo(*stub);
+  const int block_size = info.block_size();
+  KvSubscription sub(*stub, 0);
+
+  // Two full blocks and a part; then the same two blocks and a third, different one. One
+  // output token each: only prompt blocks are computed.
+  const std::vector<int32_t> a = Tokens(2 * block_size + 8, 3);
+  std::vector<int32_t> b(a.begin(), a.begin() + 2 * block_size);
+  for (int32_t t : Tokens(block_size, 100)) b.push_back(t);
+  ASSERT_TRUE(Generate(*stub, Greedy(a, 1)).status.ok());
+  ASSERT_TRUE(Generate(*stub, Greedy(b, 1)).status.ok());
+  const std::vector<BlockHash> ha = HashBlocks(a, block_size, info.block_hash_seed());
+  const std::vector<BlockHash> hb = HashBlocks(b, block_size, info.block_hash_seed());
+  ASSERT_EQ(ha.size(), 2u);
+  ASSERT_EQ(hb.size(), 3u);
+
+  ASSERT_TRUE(sub.ReadEvents(3));
+  EXPECT_TRUE(sub.parts.empty()) << "no snapshot for a subscriber from the start";
+  ASSERT_EQ(sub.events.size(), 3u);
+  const std::vector<BlockHash> expected = {ha[0], ha[1], hb[2]};
+  for (size_t i = 0; i < 3; ++i) {
+    SCOPED_TRACE("event " + std::to_string(i));
+    const v1::KvEvent& e = sub.events[i];
+    EXPECT_EQ(e.id(), i + 1);
+    ASSERT_TRUE(e.has_stored());
+    EXPECT_EQ(e.stored().tier(), v1::KV_TIER_DEVICE);
+    ASSERT_EQ(e.stored().block_hashes_size(), 1);
+    EXPECT_EQ(e.stored().block_hashes(0), expected[i]);
+    EXPECT_EQ(e.stored().has_parent(), i > 0);
+  }
+  EXPECT_EQ(sub.events[1].stored().parent_hash(), ha[0]);
+  EXPECT_EQ(sub.events[2].stored().parent_hash(), hb[1]);
+  EXPECT_EQ(hb[1], ha[1]);
+
+  // The load reports carry the newest id; /metrics counts the subscriber and what it was sent.
+  EXPECT_TRUE(WaitForKvLastId(*stub, 3));
+  std::string text;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto body = HttpGet(worker->metrics_port(), "/metrics");
+        text = body.ok() ? *body : "";
+        return MetricValue(text, "tandem_worker_kv_event_subscribers") == 1 &&
+               MetricValue(text, "tandem_worker_kv_events_total") == 3;
+      },
+      seconds(5)))
+      << text;
+}
+
+// Issue 16: a ring of 4 events that has overflowed. A subscriber from 1 gets the snapshot of
+// what the worker holds (as of the newest event), then live events from the next id; one from
+// far beyond the newest id (it knew a previous incarnation) gets a snapshot too.
+TEST(WorkerTest, KvEventRingOverflowGivesASnapshotThenLiveEvents) {
+  auto worker = StartWorker({"--kv-event-capacity", "4"});
+  ASSERT_NE(worker, nullptr);
+  auto stub = v1::Worker::NewStub(worker->channel());
+  const v1::WorkerInfo info = GetInfo(*stub);
+  const int block_size = info.block_size();
+  const uint64_t seed = info.block_hash_seed();
+  const std::vector<int32_t> first = Tokens(6 * block_size, 11);
+  ASSERT_TRUE(Generate(*stub, Greedy(first, 1)).status.ok());  // Events 1..6; the ring: 3..6.
+  const std::vector<BlockHash> held = HashBlocks(first, block_size, seed);
+  ASSERT_TRUE(WaitForKvLastId(*stub, 6));
+
+  KvSubscription sub(*stub, 1);
+  ASSERT_TRUE(sub.ReadSnapshot());
+  EXPECT_TRUE(sub.events.empty());
+  EXPECT_EQ(SnapshotHashes(sub.parts, 6), Sorted(held));
+
+  const std::vector<int32_t> next = Tokens(2 * block_size, 200);
+  ASSERT_TRUE(Generate(*stub, Greedy(next, 1)).status.ok());  // Events 7, 8.
+  const std::vector<BlockHash> added = HashBlocks(next, block_size, seed);
+  ASSERT_TRUE(sub.ReadEvents(2));
+  ASSERT_EQ(sub.events.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(sub.events[i].id(), 7 + i);
+    ASSERT_TRUE(sub.events[i].has_stored());
+    EXPECT_EQ(sub.events[i].stored().block_hashes(0), added[i]);
+  }
+  EXPECT_TRUE(WaitForKvLastId(*stub, 8));
+
+  KvSubscription stranger(*stub, 8 + 1000);
+  ASSERT_TRUE(stranger.ReadSnapshot());
+  std::vector<uint64_t> all(held.begin(), held.end());
+  all.insert(all.end(), added.begin(), added.end());
+  EXPECT_EQ(SnapshotHashes(stranger.parts, 8), Sorted(all));
+  auto text = HttpGet(worker->metrics_port(), "/metrics");
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(MetricValue(*text, "tandem_worker_kv_snapshots_total"), 2) << *text;
+}
+
+TEST(WorkerTest, BadKvEventCapacityIsRefusedNamingTheFlag) {
+  auto daemon = DaemonProcess::Start(kWorker, {"--kv-event-capacity", "0"}, seconds(30));
+  ASSERT_FALSE(daemon.ok());
+  EXPECT_NE(daemon.status().message().find("--kv-event-capacity"), std::string::npos)
+      << daemon.status();
 }
 
 TEST(WorkerTest, BadReplicaPortsAreRefusedNamingTheFlag) {

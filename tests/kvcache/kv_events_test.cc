@@ -95,6 +95,35 @@ TEST(KvEventLogTest, WaitForEventsWakesOnAppendAndTimesOut) {
   EXPECT_FALSE(log.WaitForEvents(1, std::chrono::milliseconds(1)));
 }
 
+// Issue 16: what wakes the worker's SubscribeKvEvents streams.
+TEST(KvEventLogTest, ListenersRunAfterEachAppendUntilRemoved) {
+  KvEventLog log;
+  uint64_t seen_last_id = 0;
+  int calls = 0;
+  KvEventListener listener(&log, [&] {
+    ++calls;
+    seen_last_id = log.last_id();  // The event is readable, and the read lock is free.
+  });
+  const BlockHash h = 7;
+  log.Stored(KvTier::kDevice, std::nullopt, {&h, 1});
+  log.Removed(KvTier::kDevice, {&h, 1});
+  log.Cleared();
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(seen_last_id, 3u);
+  log.Stored(KvTier::kDevice, std::nullopt, {});  // Nothing stored: no event, no call.
+  EXPECT_EQ(calls, 3);
+
+  int other_calls = 0;
+  KvEventListener other(&log, [&] { ++other_calls; });
+  listener.Reset();
+  log.Cleared();
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(other_calls, 1);
+  KvEventListener moved = std::move(other);
+  log.Cleared();
+  EXPECT_EQ(other_calls, 2);
+}
+
 TEST(BlockPoolEventsTest, RegisterEvictClearAndResetAreReported) {
   KvEventLog log;
   ManualClock clock;
