@@ -9,8 +9,9 @@
 #   bench/run_mock_cluster.sh scale       # 256 workers, Azure conversation trace at 10x, 3 min
 #   bench/run_mock_cluster.sh routing     # issue 16: 16 workers, Mooncake conversation trace,
 #                                         # round-robin then kv (SPEEDUP 3, DURATION 600)
-#   bench/run_mock_cluster.sh routing-scale  # 256 workers, Mooncake synthetic trace, both routers
-#   bench/run_mock_cluster.sh sweep       # 16 workers, SPEEDUPS ("1 2 3 4") x both routers,
+#   bench/run_mock_cluster.sh routing-scale  # 256 workers, Mooncake synthetic trace at SPEEDUP
+#                                         # (10: the whole trace in 102 s), both routers
+#   bench/run_mock_cluster.sh sweep       # 16 workers, SPEEDUPS ("1.5 4 6") x both routers,
 #                                         # DURATION (300) each
 #
 # Environment: OUT, TRACES, and for mooncake SPEEDUP (3), DURATION (600), WORKERS ("8 32"),
@@ -66,11 +67,11 @@ case "${1:-mooncake}" in
     for router in ${ROUTERS:-round-robin kv}; do
       serve_and_bench "routing_256_${router}" 256 "$router" \
         --dataset mooncake --path "$traces/mooncake/synthetic_trace.jsonl" \
-        --speedup "${SPEEDUP:-1}" --duration "${DURATION:-600}" --goodput ttft:2000,tpot:50 \
+        --speedup "${SPEEDUP:-10}" --duration "${DURATION:-600}" --goodput ttft:2000,tpot:50 \
         ${BENCH_ARGS:-}
     done ;;
   sweep)
-    for speedup in ${SPEEDUPS:-1 2 3 4}; do
+    for speedup in ${SPEEDUPS:-1.5 4 6}; do
       for router in ${ROUTERS:-round-robin kv}; do
         serve_and_bench "sweep_16_x${speedup}_${router}" 16 "$router" \
           --dataset mooncake --path "$traces/mooncake/conversation_trace.jsonl" \

@@ -25,10 +25,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-d=/tmp/tandem_bundle
-rm -rf "$d" && mkdir -p "$d" && tar -C "$d" -xJf .carry_serve/bundle.tar.xz || exit 1
-export LD_LIBRARY_PATH="$d/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}"
-nvidia-smi --query-gpu=name,memory.total,power.limit --format=csv,noheader | tee "$out/device.txt"
+. "$(dirname "$0")/serve_bundle_env.sh"  # Sets $d (the unpacked bundle) and the loader's path.
 kv=40GiB
 
 "$d/bin/bench_engine_workload" --model "$d/model" --backend cuda --input-len "$isl" \

@@ -189,7 +189,8 @@ void Router::UpdateLoad(WorkerId id, const LoadReport& load) {
 Status Router::ApplyKvEvent(WorkerId id, const KvEventRecord& event) {
   std::lock_guard lock(mu_);
   Worker* w = Find(id);
-  if (w == nullptr) return OkStatus();
+  // A worker removed or down: its stream is being cancelled and what is still in flight is moot.
+  if (w == nullptr || !w->up) return OkStatus();
   if (w->in_snapshot) return FailedPreconditionError("a KV event arrived inside a snapshot");
   if (event.id != w->kv_last_applied_id + 1) {
     return FailedPreconditionError(fmt::format("KV event {} follows event {}: events were missed",
@@ -221,7 +222,7 @@ Status Router::ApplyKvEvent(WorkerId id, const KvEventRecord& event) {
 void Router::BeginKvSnapshot(WorkerId id) {
   std::lock_guard lock(mu_);
   Worker* w = Find(id);
-  if (w == nullptr) return;
+  if (w == nullptr || !w->up) return;
   indexer_.RemoveWorker(w->slot());
   w->in_snapshot = true;
 }
@@ -229,7 +230,7 @@ void Router::BeginKvSnapshot(WorkerId id) {
 Status Router::ApplyKvSnapshotPart(WorkerId id, KvTier tier, std::span<const BlockHash> hashes) {
   std::lock_guard lock(mu_);
   Worker* w = Find(id);
-  if (w == nullptr) return OkStatus();
+  if (w == nullptr || !w->up) return OkStatus();
   if (!w->in_snapshot) return FailedPreconditionError("a snapshot part arrived outside a snapshot");
   if (!ValidTier(tier)) {
     return InvalidArgumentError(
@@ -242,7 +243,7 @@ Status Router::ApplyKvSnapshotPart(WorkerId id, KvTier tier, std::span<const Blo
 void Router::EndKvSnapshot(WorkerId id, uint64_t as_of_event_id) {
   std::lock_guard lock(mu_);
   Worker* w = Find(id);
-  if (w == nullptr) return;
+  if (w == nullptr || !w->up || !w->in_snapshot) return;
   w->in_snapshot = false;
   w->kv_last_applied_id = as_of_event_id;
 }

@@ -149,8 +149,9 @@ class Router {
 
   // KV events. ApplyKvEvent refuses (FailedPrecondition, nothing applied) an event whose id is
   // not the last applied + 1, and (InvalidArgument) a malformed one; the caller then
-  // resubscribes. A snapshot replaces everything the worker held: BeginKvSnapshot, its parts,
-  // EndKvSnapshot(as_of) after which events continue from as_of + 1.
+  // resubscribes. Events and snapshots of a worker that is down or removed are ignored. A snapshot
+  // replaces everything the worker held: BeginKvSnapshot, its parts, EndKvSnapshot(as_of) after
+  // which events continue from as_of + 1.
   Status ApplyKvEvent(WorkerId id, const KvEventRecord& event);
   void BeginKvSnapshot(WorkerId id);
   Status ApplyKvSnapshotPart(WorkerId id, KvTier tier, std::span<const BlockHash> hashes);

@@ -6,8 +6,9 @@
 #   scripts/gpu_serve_bundle.sh            # writes .carry_serve/bundle.tar.xz (~20 MB)
 #
 # The bundle holds bin/ (stripped: tandem, tandem-frontend, tandem-decode-worker,
-# bench_engine_workload, bench_engine_gpu), lib/, and model/ (a Llama-3.1-8B directory without
-# weights: scripts/llama31_8b_dir.py, the real Llama 3 tokenizer). Run it there with
+# bench_engine_workload, bench_engine_gpu), lib/, model/ (a Llama-3.1-8B directory without
+# weights: scripts/llama31_8b_dir.py, the real Llama 3 tokenizer) and model-1b/ (Llama-3.2-1B
+# shapes). Run it there with
 # bench/run_serve_gpu.sh, carrying .carry_serve (see bench/README.md, "Serving on the GPU").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,7 @@ if ldd "$build_dir/bin/tandem-decode-worker" | grep -q "not found"; then
   echo "gpu_serve_bundle: unresolved libraries" >&2; exit 1
 fi
 scripts/llama31_8b_dir.py "$out/stage/model" >/dev/null
+scripts/llama31_8b_dir.py --shape llama-3.2-1b "$out/stage/model-1b" >/dev/null
 tar -C "$out/stage" -cJf "$out/bundle.tar.xz" .
 rm -rf "$out/stage"
 ls -l "$out/bundle.tar.xz"

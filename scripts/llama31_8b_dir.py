@@ -2,9 +2,11 @@
 """Writes a Llama-3.1-8B-Instruct model directory without weights, for serving with random
 weights (`--weights random`, cuda) or with the mock backend: Meta's config.json and
 generation_config.json, the real Llama 3 tokenizer and chat template from
-../shared/data/tokenizers/llama3 (see its SOURCES.md).
+../shared/data/tokenizers/llama3 (see its SOURCES.md). `--shape llama-3.2-1b` writes
+Llama-3.2-1B-Instruct's configuration instead (same tokenizer family).
 
-  scripts/llama31_8b_dir.py DEST [--tokenizer-dir ../shared/data/tokenizers/llama3]
+  scripts/llama31_8b_dir.py DEST [--shape llama-3.1-8b|llama-3.2-1b]
+                                 [--tokenizer-dir ../shared/data/tokenizers/llama3]
 """
 import argparse
 import json
@@ -39,6 +41,18 @@ CONFIG = {
     "use_cache": True,
     "vocab_size": 128256,
 }
+# Llama-3.2-1B-Instruct: what differs from the 8B configuration.
+LLAMA32_1B = {
+    "head_dim": 64,
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_attention_heads": 32,
+    "num_hidden_layers": 16,
+    "num_key_value_heads": 8,
+    "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                     "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+    "tie_word_embeddings": True,
+}
 GENERATION = {"bos_token_id": 128000, "do_sample": True, "eos_token_id": [128001, 128008, 128009],
               "temperature": 0.6, "top_p": 0.9}
 
@@ -47,6 +61,7 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dest")
+    p.add_argument("--shape", choices=["llama-3.1-8b", "llama-3.2-1b"], default="llama-3.1-8b")
     p.add_argument("--tokenizer-dir",
                    default=os.path.join(here, "..", "..", "shared", "data", "tokenizers", "llama3"))
     args = p.parse_args()
@@ -56,8 +71,9 @@ def main():
         if not os.path.exists(f):
             sys.exit(f"llama31_8b_dir: {f} is missing (give --tokenizer-dir)")
     os.makedirs(args.dest, exist_ok=True)
+    config = dict(CONFIG, **(LLAMA32_1B if args.shape == "llama-3.2-1b" else {}))
     with open(os.path.join(args.dest, "config.json"), "w") as f:
-        json.dump(CONFIG, f, indent=2)
+        json.dump(config, f, indent=2)
     with open(os.path.join(args.dest, "generation_config.json"), "w") as f:
         json.dump(GENERATION, f, indent=2)
     shutil.copyfile(tok, os.path.join(args.dest, "tokenizer.json"))

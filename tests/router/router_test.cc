@@ -305,6 +305,12 @@ TEST(RouterTest, ACLearedEventAndGoingDownForgetTheWorkersBlocks) {
   EXPECT_EQ(router->indexed_blocks(), 0u);
   EXPECT_EQ(router->NextKvEventId(a), 1u);  // Rebuilt from the start when it returns.
   EXPECT_EQ(router->kv_event_lag(), 0u);
+  // What its stream still delivers while it is down is moot: ignored, no error.
+  EXPECT_TRUE(router->ApplyKvEvent(a, Stored(4, {9})).ok());
+  EXPECT_EQ(router->indexed_blocks(), 0u);
+  router->SetUp(a, true);
+  EXPECT_TRUE(router->ApplyKvEvent(a, Stored(1, {9})).ok());
+  EXPECT_EQ(router->indexed_blocks(), 1u);
 }
 
 TEST(RouterTest, RemovedWorkersLeaveRoutingAndTheirPlansReleaseHarmlessly) {
