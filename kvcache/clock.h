@@ -3,6 +3,7 @@
 // Thread safety: implementations are thread-safe.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 namespace tandem::kvcache {
@@ -16,14 +17,15 @@ class Clock {
 // steady_clock.
 Clock& SystemClock();
 
-// A clock that moves only when told to (tests).
+// A clock that moves only when told to (tests); a test thread may advance it while an engine
+// thread reads it.
 class ManualClock final : public Clock {
  public:
-  int64_t NowNanos() const override { return now_; }
-  void Advance(int64_t nanos) { now_ += nanos; }
+  int64_t NowNanos() const override { return now_.load(std::memory_order_relaxed); }
+  void Advance(int64_t nanos) { now_.fetch_add(nanos, std::memory_order_relaxed); }
 
  private:
-  int64_t now_ = 0;
+  std::atomic<int64_t> now_{0};
 };
 
 }  // namespace tandem::kvcache

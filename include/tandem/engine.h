@@ -52,6 +52,31 @@ struct GenerateRequest {
   PromptLogits prompt_logits = PromptLogits::kNone;
   // Mixed into the block hash seed: requests with different salts never share cached blocks.
   std::string cache_salt;
+  // Disaggregated prefill (ARCHITECTURE §1, step 3): compute the prompt, sample the first token
+  // (max_tokens is taken as 1) and keep the prompt's KV blocks pinned under a KV lease, described
+  // by the last output's kv_handle, for a decode worker to pull. Release it with ReleaseKv; one
+  // never released expires (EngineOptions::kv_lease_ttl) and frees its blocks.
+  bool prefill_only = false;
+};
+
+// The memory of an engine's KV pool (G1), for a transfer backend to register once so that peers
+// read blocks from it (or write into it): block b lives at base + b × KvLayout::BlockBytes(),
+// block-major (ARCHITECTURE §3 "KV block").
+struct KvMemory {
+  void* base = nullptr;
+  size_t bytes = 0;
+  bool device = false;  // CUDA device memory (else host memory)
+  int device_index = -1;
+};
+
+// Where a prefilled prompt's KV is, for the decode worker that pulls it: blocks of the prefill
+// worker's pool (block-major, its KvLayout), in prompt order, holding num_tokens tokens.
+struct KvHandle {
+  uint64_t lease_id = 0;
+  std::vector<int32_t> block_ids;
+  int num_tokens = 0;
+  // How long the lease has left when the handle is made.
+  int64_t expires_in_ms = 0;
 };
 
 // What the engine sends back for a request: zero or more tokens, then one output with finished.
@@ -68,6 +93,8 @@ struct RequestOutput {
   // Seconds from Submit until the request was first scheduled (its time in the queue); set once
   // it has been scheduled.
   double queue_seconds = 0;
+  // A prefill_only request's KV, on its final output (when it did not stop at its first token).
+  std::optional<KvHandle> kv_handle;
 };
 
 // A single-producer (engine thread), single-consumer queue of a request's outputs.
@@ -116,6 +143,9 @@ struct EngineStats {
   int64_t queued_prefill_tokens = 0;
   // Pool blocks loaded from the host or disk tier instead of being recomputed.
   int64_t onboarded_blocks = 0;
+  // KV leases held for decode workers' pulls now, and those that expired unreleased.
+  int kv_leases = 0;
+  int64_t kv_leases_expired = 0;
   // The host and disk tiers' counters as of the last step (all zero without tiers).
   KvTiersStats tiers;
   // The mock backend's account of simulated against real time; nullopt on real backends.
@@ -137,6 +167,11 @@ class Engine {
   // FinishReason::kCancelled and its blocks are freed. Unknown or finished ids are ignored.
   virtual void Cancel(RequestId id) = 0;
 
+  // Unpins a KV lease (GenerateRequest::prefill_only). `done` runs on the engine thread once it
+  // is applied, with NotFound for a lease that is unknown, released or expired; it must be quick
+  // and must not block.
+  virtual void ReleaseKv(uint64_t lease_id, std::function<void(const Status&)> done) = 0;
+
   virtual int vocab_size() const = 0;
   virtual int max_model_len() const = 0;
 
@@ -150,6 +185,8 @@ class Engine {
   virtual const std::string& model_identity() const = 0;
   // The KV block layout of the engine's pool; its block_size is the block hash's block size.
   virtual const KvLayout& kv_layout() const = 0;
+  // The KV pool's memory; nullopt for a backend without any (mock: simulated).
+  virtual std::optional<KvMemory> kv_memory() const = 0;
 };
 
 }  // namespace tandem

@@ -81,7 +81,9 @@ LlmEngine::LlmEngine(std::unique_ptr<ModelRunner> runner, const EngineOptions& o
       events_(options.kv_event_capacity),
       mover_(std::move(mover)),
       pool_(kvcache::BlockPoolOptions{runner_->num_blocks(), options.enable_prefix_caching},
-            nullptr, nullptr, &events_) {
+            nullptr, options.clock, &events_),
+      leases_(&pool_, options.clock != nullptr ? options.clock : &kvcache::SystemClock(),
+              options.kv_lease_ttl) {
   blocks_available_ = pool_.num_available();
 }
 
@@ -182,6 +184,7 @@ StatusOr<std::pair<RequestId, std::shared_ptr<OutputStream>>> LlmEngine::Submit(
   seq->hash_seed = BlockHashSeed(identity_, request.cache_salt);
   seq->tokens = request.prompt_tokens;
   seq->num_prompt = static_cast<int>(request.prompt_tokens.size());
+  if (request.prefill_only) request.sampling.max_tokens = 1;
   seq->request = std::move(request);
   auto stream = seq->stream;
   RequestId id;
@@ -198,6 +201,10 @@ StatusOr<std::pair<RequestId, std::shared_ptr<OutputStream>>> LlmEngine::Submit(
 }
 
 void LlmEngine::Cancel(RequestId id) { Post(CancelCommand{id}); }
+
+void LlmEngine::ReleaseKv(uint64_t lease_id, std::function<void(const Status&)> done) {
+  Post(ReleaseKvCommand{lease_id, std::move(done)});
+}
 
 void LlmEngine::Post(Command command) {
   {
@@ -220,6 +227,8 @@ EngineStats LlmEngine::stats() const {
   s.waiting = waiting_;
   s.queued_prefill_tokens = queued_prefill_tokens_;
   s.onboarded_blocks = onboarded_blocks_;
+  s.kv_leases = kv_leases_;
+  s.kv_leases_expired = kv_leases_expired_;
   {
     std::lock_guard lock(tier_stats_mu_);
     s.tiers = tier_stats_;
@@ -233,6 +242,25 @@ void LlmEngine::Apply(SubmitCommand& command) {
   prompt_tokens_ += seq->num_prompt;
   queued_prefill_tokens_ += seq->num_prompt;
   scheduler_->Add(std::move(seq));
+}
+
+void LlmEngine::Apply(ReleaseKvCommand& command) {
+  const Status s = leases_.Release(command.lease_id);
+  if (command.done) command.done(s);
+}
+
+KvHandle LlmEngine::GrantLease(const Sequence& seq) {
+  const int block_size = runner_->kv_layout().block_size;
+  const size_t n = std::min(seq.blocks.size(),
+                            static_cast<size_t>((seq.num_prompt + block_size - 1) / block_size));
+  const std::span<const BlockId> blocks(seq.blocks.data(), n);
+  const kvcache::KvLease& lease = leases_.Grant(blocks, seq.num_prompt);
+  KvHandle handle;
+  handle.lease_id = lease.id;
+  for (BlockId b : blocks) handle.block_ids.push_back(b.value());
+  handle.num_tokens = seq.num_prompt;
+  handle.expires_in_ms = options_.kv_lease_ttl.count();
+  return handle;
 }
 
 void LlmEngine::Apply(CancelCommand& command) {
@@ -253,16 +281,24 @@ void LlmEngine::Loop() {
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !commands_.empty() || !scheduler_->empty(); });
+      auto ready = [&] { return stop_ || !commands_.empty() || !scheduler_->empty(); };
+      if (leases_.size() > 0) {
+        // Idle with leases held: wake now and then to expire them.
+        cv_.wait_for(lock, std::chrono::milliseconds(50), ready);
+      } else {
+        cv_.wait(lock, ready);
+      }
       if (stop_) break;
       commands.swap(commands_);
     }
+    kv_leases_expired_ += leases_.ExpireDue();
     for (Command& command : commands) {
       std::visit([this](auto& c) { Apply(c); }, command);
     }
     commands.clear();
     if (!scheduler_->empty()) Step();
     blocks_available_ = pool_.num_available();
+    kv_leases_ = static_cast<int>(leases_.size());
     running_ = scheduler_->num_running();
     waiting_ = scheduler_->num_waiting();
   }
@@ -416,6 +452,10 @@ bool LlmEngine::Postprocess(const ScheduledSequence& s, SequenceResult& result) 
   }
   out.finished = true;
   out.finish_reason = reason;
+  // A prefill for a decode worker: its prompt's blocks outlive the request, under a lease.
+  if (seq->request.prefill_only && reason == FinishReason::kLength) {
+    out.kv_handle = GrantLease(*seq);
+  }
   std::unique_ptr<Sequence> owned = scheduler_->Remove(seq->id);
   owned->stream->Push(std::move(out));
   return true;

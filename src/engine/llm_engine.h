@@ -19,7 +19,9 @@
 #include "engine/model_runner.h"
 #include "engine/scheduler.h"
 #include "kvcache/block_pool.h"
+#include "kvcache/clock.h"
 #include "kvcache/kv_events.h"
+#include "kvcache/kv_leases.h"
 #include "kvcache/kv_tiers.h"
 #include "tandem/engine.h"
 
@@ -40,6 +42,10 @@ struct EngineOptions {
   int disk_cache_blocks = 0;
   int disk_cache_admit_after_reuses = 1;  // Disk writes only blocks reused this often.
   size_t kv_event_capacity = 4096;        // KV events kept for subscribers that fall behind.
+  // How long a KV lease (GenerateRequest::prefill_only) lives unreleased.
+  std::chrono::milliseconds kv_lease_ttl{30000};
+  // The clock of KV leases and eviction (tests inject a manual one); null: steady_clock.
+  const kvcache::Clock* clock = nullptr;
 };
 
 class LlmEngine final : public Engine {
@@ -54,6 +60,7 @@ class LlmEngine final : public Engine {
   StatusOr<std::pair<RequestId, std::shared_ptr<OutputStream>>> Submit(
       GenerateRequest request) override;
   void Cancel(RequestId id) override;
+  void ReleaseKv(uint64_t lease_id, std::function<void(const Status&)> done) override;
   int vocab_size() const override;
   int max_model_len() const override { return static_cast<int>(max_model_len_); }
   EngineStats stats() const override;
@@ -62,6 +69,7 @@ class LlmEngine final : public Engine {
   // EngineOptions::model_identity, resolved.
   const std::string& model_identity() const override { return identity_; }
   const KvLayout& kv_layout() const override { return runner_->kv_layout(); }
+  std::optional<KvMemory> kv_memory() const override { return runner_->kv_memory(); }
 
   const model::ModelConfig& config() const { return runner_->config(); }
 
@@ -73,7 +81,11 @@ class LlmEngine final : public Engine {
   struct CancelCommand {
     RequestId id;
   };
-  using Command = std::variant<SubmitCommand, CancelCommand>;
+  struct ReleaseKvCommand {
+    uint64_t lease_id;
+    std::function<void(const Status&)> done;
+  };
+  using Command = std::variant<SubmitCommand, CancelCommand, ReleaseKvCommand>;
 
   LlmEngine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options,
             std::unique_ptr<kvcache::BlockMover> mover);
@@ -82,7 +94,10 @@ class LlmEngine final : public Engine {
   void Post(Command command);
   void Apply(SubmitCommand& command);
   void Apply(CancelCommand& command);
+  void Apply(ReleaseKvCommand& command);
   void Loop();
+  // A prefill_only request's prompt blocks, put under a KV lease.
+  KvHandle GrantLease(const Sequence& seq);
   void Step();
   void Finish(Sequence* seq, FinishReason reason, Status error = OkStatus());
   // Handles one scheduled sequence's step result; returns true when it finished.
@@ -99,6 +114,7 @@ class LlmEngine final : public Engine {
   std::unique_ptr<kvcache::BlockMover> mover_;
   std::unique_ptr<kvcache::KvTiers> tiers_;
   kvcache::BlockPool pool_;
+  kvcache::KvLeases leases_;
   std::unique_ptr<Scheduler> scheduler_;
 
   // The command queue, shared with callers.
@@ -112,6 +128,8 @@ class LlmEngine final : public Engine {
       generated_tokens_{0}, queued_prefill_tokens_{0};
   std::atomic<int> blocks_available_{0}, running_{0}, waiting_{0};
   std::atomic<int64_t> onboarded_blocks_{0};
+  std::atomic<int> kv_leases_{0};
+  std::atomic<int64_t> kv_leases_expired_{0};
   mutable std::mutex tier_stats_mu_;
   kvcache::KvTiersStats tier_stats_;
 

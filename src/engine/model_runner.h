@@ -52,6 +52,9 @@ class ModelRunner {
   virtual const KvLayout& kv_layout() const = 0;
   // Blocks of KV memory this runner owns; BlockIds index them.
   virtual int num_blocks() const = 0;
+  // Where those blocks live (block b at base + b × kv_layout().BlockBytes()); nullopt when the
+  // runner has no KV memory (mock).
+  virtual std::optional<KvMemory> kv_memory() const { return std::nullopt; }
 
   // Runs one step. `results` is resized to batch.size(). A failure leaves the KV of the step's
   // tokens unspecified (the caller fails or recomputes those sequences).

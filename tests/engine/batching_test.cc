@@ -4,8 +4,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <filesystem>
+#include <future>
 #include <random>
+#include <thread>
+
+#include "kvcache/clock.h"
 
 #include "engine_test_util.h"
 
@@ -316,6 +322,93 @@ TEST_P(EngineTest, CancelEndsRequestAndFreesBlocks) {
   EXPECT_EQ(c.finish_reason, FinishReason::kCancelled);
   EXPECT_TRUE(WaitUntil([&] { return engine->stats().blocks_available == total; }))
       << "blocks freed, have " << engine->stats().blocks_available << " of " << total;
+}
+
+// Issue 17, first step: a prefill for a decode worker keeps its prompt's KV under a lease.
+TEST_P(EngineTest, APrefillOnlyRequestLeasesItsPromptBlocksUntilReleased) {
+  auto engine = MakeEngine(Model(), Backend());
+  const int total = engine->stats().blocks_total;
+  const int block_size = engine->kv_layout().block_size;
+  std::mt19937 rng(kSeed);
+  const std::vector<int32_t> prompt = RandomPrompt(rng, 3 * block_size + 5);
+  const Completion whole = RunAll(*engine, {Greedy(prompt, 6)})[0];
+
+  GenerateRequest r = Greedy(prompt, 6);
+  r.prefill_only = true;
+  const Completion prefill = RunAll(*engine, {r})[0];
+  ASSERT_TRUE(prefill.error.ok()) << prefill.error;
+  // One token, the same first token as the whole request, and the prompt's 4 blocks leased.
+  ASSERT_EQ(prefill.tokens.size(), 1u);
+  EXPECT_EQ(prefill.tokens[0], whole.tokens[0]);
+  EXPECT_EQ(prefill.finish_reason, FinishReason::kLength);
+  ASSERT_TRUE(prefill.kv_handle.has_value());
+  const KvHandle& handle = *prefill.kv_handle;
+  EXPECT_NE(handle.lease_id, 0u);
+  EXPECT_EQ(handle.num_tokens, static_cast<int>(prompt.size()));
+  EXPECT_EQ(handle.block_ids.size(), 4u);
+  EXPECT_EQ(handle.expires_in_ms, 30000);
+  EXPECT_TRUE(WaitUntil([&] {
+    const EngineStats s = engine->stats();
+    return s.kv_leases == 1 && s.blocks_available == total - 4;
+  })) << engine->stats().blocks_available;
+  // The handle's blocks are where the pool's memory holds the prompt's KV (what a transfer
+  // backend registers and a decode worker reads).
+  const std::optional<KvMemory> memory = engine->kv_memory();
+  ASSERT_TRUE(memory.has_value());
+  const size_t block_bytes = engine->kv_layout().BlockBytes();
+  EXPECT_EQ(memory->bytes, static_cast<size_t>(total) * block_bytes);
+  if (!memory->device) {
+    for (int32_t b : handle.block_ids) {
+      const auto* p = static_cast<const std::byte*>(memory->base) + b * block_bytes;
+      EXPECT_TRUE(std::any_of(p, p + block_bytes, [](std::byte x) { return x != std::byte{0}; }))
+          << "block " << b << " holds nothing";
+    }
+  }
+
+  // Released once; a second release, or an unknown lease, is NotFound and changes nothing.
+  std::promise<Status> released, again, unknown;
+  engine->ReleaseKv(handle.lease_id, [&](const Status& s) { released.set_value(s); });
+  engine->ReleaseKv(handle.lease_id, [&](const Status& s) { again.set_value(s); });
+  engine->ReleaseKv(handle.lease_id ^ 1, [&](const Status& s) { unknown.set_value(s); });
+  EXPECT_TRUE(released.get_future().get().ok());
+  EXPECT_EQ(again.get_future().get().code(), StatusCode::kNotFound);
+  EXPECT_EQ(unknown.get_future().get().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(WaitUntil([&] {
+    const EngineStats s = engine->stats();
+    return s.kv_leases == 0 && s.blocks_available == total;
+  })) << engine->stats().blocks_available;
+
+  // A prefill whose first token ends it (a stop token) has nothing to hand over: no lease.
+  GenerateRequest stopping = r;
+  stopping.sampling.stop_token_ids = {whole.tokens[0]};
+  const Completion stopped = RunAll(*engine, {stopping})[0];
+  EXPECT_EQ(stopped.finish_reason, FinishReason::kStop);
+  EXPECT_FALSE(stopped.kv_handle.has_value());
+}
+
+TEST_P(EngineTest, KvLeasesNeverReleasedExpireAndFreeTheirBlocks) {
+  kvcache::ManualClock clock;
+  EngineOptions options;
+  options.clock = &clock;
+  options.kv_lease_ttl = std::chrono::milliseconds(5000);
+  auto engine = MakeEngine(Model(), Backend(), options);
+  const int total = engine->stats().blocks_total;
+  GenerateRequest r = Greedy({5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21}, 4);
+  r.prefill_only = true;
+  const Completion prefill = RunAll(*engine, {r})[0];
+  ASSERT_TRUE(prefill.kv_handle.has_value());
+  EXPECT_TRUE(WaitUntil([&] { return engine->stats().kv_leases == 1; }));
+  clock.Advance(4'000'000'000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // Several expiry checks.
+  EXPECT_EQ(engine->stats().kv_leases, 1);
+  clock.Advance(1'000'000'000);  // Its 5 s are up.
+  EXPECT_TRUE(WaitUntil([&] {
+    const EngineStats s = engine->stats();
+    return s.kv_leases == 0 && s.kv_leases_expired == 1 && s.blocks_available == total;
+  })) << engine->stats().blocks_available;
+  std::promise<Status> late;
+  engine->ReleaseKv(prefill.kv_handle->lease_id, [&](const Status& s) { late.set_value(s); });
+  EXPECT_EQ(late.get_future().get().code(), StatusCode::kNotFound);
 }
 
 const auto kBackendName = [](const auto& info) { return info.param; };

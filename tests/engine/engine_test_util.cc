@@ -37,6 +37,7 @@ Completion Collect(OutputStream& stream) {
       c.finish_reason = out->finish_reason;
       c.cached_prompt_tokens = out->cached_prompt_tokens;
       c.error = out->error;
+      c.kv_handle = std::move(out->kv_handle);
       return c;
     }
   }

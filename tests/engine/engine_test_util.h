@@ -29,6 +29,7 @@ struct Completion {
   FinishReason finish_reason = FinishReason::kNone;
   int cached_prompt_tokens = 0;
   Status error;
+  std::optional<KvHandle> kv_handle;  // A prefill_only request's.
 };
 
 // Reads a stream until its final output (fails the test after a generous deadline).

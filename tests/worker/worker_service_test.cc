@@ -39,6 +39,10 @@ class FakeEngine final : public Engine {
     return UnimplementedError("the fake engine runs nothing");
   }
   void Cancel(RequestId id) override {}
+  std::optional<KvMemory> kv_memory() const override { return std::nullopt; }
+  void ReleaseKv(uint64_t lease_id, std::function<void(const Status&)> done) override {
+    done(NotFoundError("the fake engine grants no KV leases"));
+  }
   int vocab_size() const override { return 1000; }
   int max_model_len() const override { return 4096; }
   EngineStats stats() const override {

@@ -29,6 +29,9 @@ class CpuModelRunner final : public ModelRunner {
 
   const model::ModelConfig& config() const override { return config_; }
   const KvLayout& kv_layout() const override { return layout_; }
+  std::optional<KvMemory> kv_memory() const override {
+    return KvMemory{.base = const_cast<float*>(kv_.data()), .bytes = kv_.size() * sizeof(float)};
+  }
   int num_blocks() const override { return num_blocks_; }
   Status Execute(std::span<const SequenceStep> batch,
                  std::vector<SequenceResult>* results) override;

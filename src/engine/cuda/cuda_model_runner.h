@@ -50,6 +50,13 @@ class CudaModelRunner final : public ModelRunner {
 
   const model::ModelConfig& config() const override { return config_; }
   const KvLayout& kv_layout() const override { return layout_; }
+  // The blocks BlockIds index (the trash block after them is the runner's own).
+  std::optional<KvMemory> kv_memory() const override {
+    return KvMemory{.base = kv_.data(),
+                    .bytes = static_cast<size_t>(num_blocks()) * kv_layout().BlockBytes(),
+                    .device = true,
+                    .device_index = device_};
+  }
   int num_blocks() const override { return num_blocks_; }
   Status Execute(std::span<const SequenceStep> batch,
                  std::vector<SequenceResult>* results) override;

@@ -43,7 +43,7 @@ MockTime& RealTime();
 struct MockRunnerOptions {
   int num_blocks = 256;      // KV blocks the pool has (no memory behind them).
   int block_size = 16;       // Tokens per block.
-  MockProfile profile;       // Step times.
+  MockProfile profile = {};  // Step times.
   double speedup = 1.0;      // Simulated time runs this many times faster than real time.
   uint64_t seed = 0;         // Output tokens' seed.
   MockTime* time = nullptr;  // Not owned; null: RealTime().
