@@ -7,6 +7,7 @@
 
 #include "common/logging.h"
 #include "worker/grpc_status.h"
+#include "worker/kv_proto.h"
 #include "worker/stream_reactor.h"
 
 namespace tandem::worker {
@@ -163,6 +164,8 @@ void GenerateCall::Pump() {
   response_.set_prompt_tokens(last->prompt_tokens);
   response_.set_cached_prompt_tokens(last->cached_prompt_tokens);
   response_.set_queue_seconds(last->queue_seconds);
+  if (last->kv_handle)
+    ToProto(*last->kv_handle, deps_.engine->kv_layout(), response_.mutable_kv_handle());
   finished_ = true;
   on_finished_();
   deps_.metrics->CountRequest(OutcomeOf(last->finish_reason));

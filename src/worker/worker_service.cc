@@ -8,6 +8,7 @@
 #include "tandem/block_hash.h"
 #include "worker/generate_call.h"
 #include "worker/grpc_status.h"
+#include "worker/kv_proto.h"
 #include "worker/load_stream.h"
 
 namespace tandem::worker {
@@ -25,6 +26,7 @@ GenerateRequest FromProto(const v1::GenerateRequest& in) {
   GenerateRequest out;
   out.prompt_tokens.assign(in.prompt_tokens().begin(), in.prompt_tokens().end());
   out.cache_salt = in.cache_salt();
+  out.prefill_only = in.prefill_only();
   const v1::SamplingParams& p = in.sampling();
   SamplingParams& s = out.sampling;
   if (p.has_temperature()) s.temperature = p.temperature();
@@ -148,6 +150,19 @@ grpc::ServerUnaryReactor* WorkerService::Cancel(grpc::CallbackServerContext* con
   return reactor;
 }
 
+grpc::ServerUnaryReactor* WorkerService::ReleaseKv(grpc::CallbackServerContext* context,
+                                                   const v1::ReleaseKvRequest* request,
+                                                   v1::ReleaseKvResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  // Applied on the engine thread, which answers (quickly: it only finishes the call).
+  engine_->ReleaseKv(request->lease_id(), [reactor, response](const Status& s) {
+    response->set_released(s.ok());
+    reactor->Finish(s.ok() || s.code() == StatusCode::kNotFound ? grpc::Status::OK
+                                                                : ToGrpcStatus(s));
+  });
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* WorkerService::GetInfo(grpc::CallbackServerContext* context,
                                                  const v1::GetInfoRequest* request,
                                                  v1::WorkerInfo* response) {
@@ -170,12 +185,7 @@ grpc::ServerUnaryReactor* WorkerService::GetInfo(grpc::CallbackServerContext* co
   response->set_total_blocks(engine_->stats().blocks_total);
   response->set_model_identity(engine_->model_identity());
   response->set_block_hash_seed(BlockHashSeed(engine_->model_identity()));
-  v1::KvLayout* kv_layout = response->mutable_kv_layout();
-  kv_layout->set_num_layers(layout.num_layers);
-  kv_layout->set_num_kv_heads(layout.num_kv_heads);
-  kv_layout->set_head_dim(layout.head_dim);
-  kv_layout->set_block_size(layout.block_size);
-  kv_layout->set_element_bytes(layout.element_bytes);
+  ToProto(layout, response->mutable_kv_layout());
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,6 +58,7 @@ struct Streamed {
   int messages = 0;
   bool finished = false;
   v1::FinishReason finish_reason = v1::FINISH_REASON_UNSPECIFIED;
+  std::optional<v1::KvHandle> kv_handle;  // On the last message of a prefill_only request.
 };
 
 // Reads a whole Generate stream. `on_message` runs after each message (may be empty).
@@ -76,6 +78,7 @@ Streamed Generate(v1::Worker::Stub& stub, const v1::GenerateRequest& request,
     if (response.finished()) {
       out.finished = true;
       out.finish_reason = response.finish_reason();
+      if (response.has_kv_handle()) out.kv_handle = response.kv_handle();
     }
     if (on_message) on_message(out);
   }
@@ -543,6 +546,50 @@ TEST(WorkerTest, KvEventRingOverflowGivesASnapshotThenLiveEvents) {
   auto text = HttpGet(worker->metrics_port(), "/metrics");
   ASSERT_TRUE(text.ok()) << text.status();
   EXPECT_EQ(MetricValue(*text, "tandem_worker_kv_snapshots_total"), 2) << *text;
+}
+
+// Issue 17, first step: a prefill_only Generate keeps the prompt's blocks under a KV lease and
+// says where they are; ReleaseKv frees them, once.
+TEST(WorkerTest, PrefillOnlyLeasesThePromptsBlocksUntilReleaseKv) {
+  auto worker = StartWorker({});
+  ASSERT_NE(worker, nullptr);
+  auto stub = v1::Worker::NewStub(worker->channel());
+  const v1::WorkerInfo info = GetInfo(*stub);
+  const int block_size = info.block_size();
+  const std::vector<int32_t> prompt = Tokens(2 * block_size + 3, 40);
+  const Streamed whole = Generate(*stub, Greedy(prompt, 4));
+  v1::GenerateRequest request = Greedy(prompt, 4);
+  request.set_prefill_only(true);
+  const Streamed prefill = Generate(*stub, request);
+  ASSERT_TRUE(prefill.status.ok()) << prefill.status.error_message();
+  ASSERT_EQ(prefill.tokens.size(), 1u);
+  EXPECT_EQ(prefill.tokens[0], whole.tokens[0]);
+  ASSERT_TRUE(prefill.kv_handle.has_value());
+  const v1::KvHandle& handle = *prefill.kv_handle;
+  EXPECT_NE(handle.lease_id(), 0u);
+  EXPECT_EQ(handle.block_ids_size(), 3);
+  EXPECT_EQ(handle.num_tokens(), static_cast<int>(prompt.size()));
+  EXPECT_GT(handle.expires_in_ms(), 0);
+  EXPECT_EQ(handle.kv_layout().block_size(), block_size);
+  EXPECT_EQ(handle.kv_layout().num_layers(), info.kv_layout().num_layers());
+  // Held by the lease while nothing runs.
+  EXPECT_TRUE(WaitForLoad(*stub, [&](const v1::LoadReport& r) {
+    return r.active_requests() == 0 && r.free_blocks() == info.total_blocks() - 3;
+  }));
+  auto release = [&](uint64_t lease) {
+    grpc::ClientContext ctx;
+    v1::ReleaseKvRequest req;
+    req.set_lease_id(lease);
+    v1::ReleaseKvResponse resp;
+    EXPECT_TRUE(stub->ReleaseKv(&ctx, req, &resp).ok());
+    return resp.released();
+  };
+  EXPECT_FALSE(release(handle.lease_id() + 1));  // Someone else's (or nobody's) lease.
+  EXPECT_TRUE(release(handle.lease_id()));
+  EXPECT_FALSE(release(handle.lease_id()));
+  EXPECT_TRUE(WaitForLoad(*stub, [&](const v1::LoadReport& r) {
+    return r.free_blocks() == info.total_blocks();
+  })) << "the lease's blocks were not freed";
 }
 
 TEST(WorkerTest, BadKvEventCapacityIsRefusedNamingTheFlag) {
