@@ -34,9 +34,12 @@ using std::chrono::seconds;
 const std::string kWorker = std::string(TANDEM_BINARY_DIR) + "/bin/tandem-decode-worker";
 const std::string kGoldenDir = std::string(TANDEM_SOURCE_DIR) + "/tests/data/golden/llama_gqa_f32";
 
-std::unique_ptr<DaemonProcess> StartWorker(std::vector<std::string> args) {
+const std::string kPrefillWorker = std::string(TANDEM_BINARY_DIR) + "/bin/tandem-prefill-worker";
+
+std::unique_ptr<DaemonProcess> StartWorker(std::vector<std::string> args,
+                                           const std::string& binary = kWorker) {
   args.insert(args.end(), {"--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"});
-  auto daemon = DaemonProcess::Start(kWorker, std::move(args));
+  auto daemon = DaemonProcess::Start(binary, std::move(args));
   EXPECT_TRUE(daemon.ok()) << daemon.status();
   return daemon.ok() ? std::move(daemon).value() : nullptr;
 }
@@ -590,6 +593,27 @@ TEST(WorkerTest, PrefillOnlyLeasesThePromptsBlocksUntilReleaseKv) {
   EXPECT_TRUE(WaitForLoad(*stub, [&](const v1::LoadReport& r) {
     return r.free_blocks() == info.total_blocks();
   })) << "the lease's blocks were not freed";
+}
+
+// The two worker daemons share their assembly; each says its role, and refuses another.
+TEST(WorkerTest, EachDaemonReportsItsRole) {
+  auto prefill = StartWorker({}, kPrefillWorker);
+  auto decode = StartWorker({"--role", "decode"});
+  ASSERT_TRUE(prefill && decode);
+  auto prefill_stub = v1::Worker::NewStub(prefill->channel());
+  EXPECT_EQ(GetInfo(*prefill_stub).role(), v1::WORKER_ROLE_PREFILL);
+  EXPECT_EQ(GetInfo(*v1::Worker::NewStub(decode->channel())).role(), v1::WORKER_ROLE_DECODE);
+  v1::GenerateRequest request = Greedy(Tokens(40, 3), 4);
+  request.set_prefill_only(true);
+  const Streamed out = Generate(*prefill_stub, request);
+  ASSERT_TRUE(out.status.ok());
+  ASSERT_TRUE(out.kv_handle.has_value());
+  EXPECT_EQ(out.kv_handle->num_tokens(), 40);
+  auto refused = DaemonProcess::Start(kPrefillWorker, {"--role", "decode"}, seconds(30));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("--role: 'decode' is not one of prefill"),
+            std::string::npos)
+      << refused.status();
 }
 
 TEST(WorkerTest, BadKvEventCapacityIsRefusedNamingTheFlag) {
