@@ -72,6 +72,10 @@ struct WorkerPool::KvSubscription {
   bool failed = false;       // The stream is being cancelled: ignore what else arrives.
   bool in_snapshot = false;  // Between a snapshot's first and last part.
   uint64_t snapshot_as_of = 0;
+  // The stream's callbacks may run before Subscribe has stored the stream. Guarded by
+  // WorkerPool::mu_.
+  bool cancel_wanted = false;  // A refusal came first: Subscribe cancels once it has the stream.
+  bool done = false;           // It ended first: Subscribe must not store it.
 };
 
 void InFlight::Touch() { last_progress_ns.store(NowNs(), std::memory_order_relaxed); }
@@ -424,7 +428,11 @@ void WorkerPool::Subscribe(const std::shared_ptr<Worker>& w) {
              bool log = false;
              {
                std::lock_guard lock(mu_);
-               if (w->kv_generation == sub->generation) kv = w->kv;
+               if (w->kv_generation == sub->generation && w->kv != nullptr) {
+                 kv = w->kv;
+               } else {
+                 sub->cancel_wanted = true;
+               }
                log = !w->warned_kv;
                w->warned_kv = true;
              }
@@ -439,6 +447,7 @@ void WorkerPool::Subscribe(const std::shared_ptr<Worker>& w) {
              bool again = false;
              {
                std::lock_guard lock(mu_);
+               sub->done = true;
                if (w->kv_generation != sub->generation) return;  // A newer one runs.
                w->kv.reset();
                again = w->connected && !w->removed && !stopping_;
@@ -454,12 +463,18 @@ void WorkerPool::Subscribe(const std::shared_ptr<Worker>& w) {
              }
              if (again) Wake();  // The monitor subscribes again.
            }});
-  std::lock_guard lock(mu_);
-  if (w->kv_generation == sub->generation && w->connected && !w->removed) {
-    w->kv = std::move(kv);
-  } else {
-    kv->Cancel();  // The worker went down or left meanwhile.
+  bool cancel = false;
+  {
+    std::lock_guard lock(mu_);
+    if (sub->done) return;  // Over already; its end woke the monitor.
+    if (w->kv_generation == sub->generation && w->connected && !w->removed) {
+      w->kv = kv;
+      cancel = sub->cancel_wanted;  // Refused before it was stored here.
+    } else {
+      cancel = true;  // The worker went down or left meanwhile.
+    }
   }
+  if (cancel) kv->Cancel();
 }
 
 Status WorkerPool::ApplyKvBatch(WorkerId id, KvSubscription& sub, const v1::KvEventBatch& batch) {

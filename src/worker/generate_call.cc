@@ -164,8 +164,14 @@ void GenerateCall::Pump() {
   response_.set_prompt_tokens(last->prompt_tokens);
   response_.set_cached_prompt_tokens(last->cached_prompt_tokens);
   response_.set_queue_seconds(last->queue_seconds);
-  if (last->kv_handle)
-    ToProto(*last->kv_handle, deps_.engine->kv_layout(), response_.mutable_kv_handle());
+  if (last->kv_handle) {
+    v1::KvHandle* handle = response_.mutable_kv_handle();
+    ToProto(*last->kv_handle, deps_.engine->kv_layout(), handle);
+    if (deps_.kv_descriptor != nullptr) {
+      handle->set_transfer_backend(deps_.kv_descriptor->backend);
+      handle->set_transfer_descriptor(deps_.kv_descriptor->bytes);
+    }
+  }
   finished_ = true;
   on_finished_();
   deps_.metrics->CountRequest(OutcomeOf(last->finish_reason));

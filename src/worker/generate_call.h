@@ -20,6 +20,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "tandem/engine.h"
+#include "tandem/transfer.h"
 #include "tandem/v1/worker.grpc.pb.h"
 #include "worker/dispatcher.h"
 #include "worker/worker_metrics.h"
@@ -32,6 +33,8 @@ class GenerateCall final : public Pumped, public std::enable_shared_from_this<Ge
     Engine* engine = nullptr;          // Outlives the call.
     WorkerMetrics* metrics = nullptr;  // Outlives the call.
     Dispatcher* dispatcher = nullptr;  // Outlives the call.
+    // The engine's registered KV pool, for the KV handles of prefill_only requests; may be null.
+    const transfer::RemoteDescriptor* kv_descriptor = nullptr;
   };
 
   // What the owner of the call learns of its end.

@@ -16,6 +16,7 @@
 #include "common/parse.h"
 #include "common/status_macros.h"
 #include "engine/engine_factory.h"
+#include "tandem/transfer.h"
 #include "worker/replica_set.h"
 
 namespace tandem::worker {
@@ -24,6 +25,7 @@ namespace {
 
 struct Flags {
   std::string role;
+  std::string transfer = "none";
   tandem::engine::ModelSpec model;
   std::string weights = "checkpoint";
   tandem::engine::BackendOptions backend;
@@ -50,6 +52,14 @@ tandem::Status Serve(Flags& f, const WorkerDaemonSpec& spec) {
   TANDEM_ASSIGN_OR_RETURN(auto signals, tandem::TerminationSignals::Install());  // Before threads.
   TANDEM_RETURN_IF_ERROR(tandem::InitLogging(f.log_level, f.log_format));
   TANDEM_ASSIGN_OR_RETURN(f.server.service.role, ParseWorkerRole(f.role, spec.roles));
+  // One backend for the process; each replica registers its own pool with it.
+  std::unique_ptr<transfer::Backend> transfer;
+  if (f.transfer != "none") {
+    auto created = transfer::CreateBackend(f.transfer);
+    if (!created.ok()) return created.status().WithContext("--transfer");
+    transfer = std::move(created).value();
+    f.server.service.transfer = transfer.get();
+  }
   if (f.weights != "checkpoint" && f.weights != "random") {
     return tandem::InvalidArgumentError("--weights: expected 'checkpoint' or 'random'");
   }
@@ -116,6 +126,9 @@ int RunWorkerDaemon(int argc, char** argv, const WorkerDaemonSpec& spec) {
   std::string roles;
   for (const std::string& r : spec.roles) roles += (roles.empty() ? "" : " | ") + r;
   app.add_option("--role", f.role, "What this worker does: " + roles);
+  app.add_option("--transfer", f.transfer,
+                 "Register the KV pool for peers' one-sided reads: none, inproc or ucx (and "
+                 "cuda_ipc, nccl where built)");
   app.add_option("--model", f.model.model, "Checkpoint dir, builtin:demo or builtin:llama-100m");
   app.add_option("--weights", f.weights, "checkpoint | random");
   app.add_option("--seed", f.model.weights_seed, "Seed of random weights");

@@ -30,6 +30,7 @@ StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Create(std::unique_ptr<Eng
   server->metrics_ = std::make_unique<WorkerMetrics>(server->metrics_server_->registry());
   server->service_ = std::make_unique<WorkerService>(server->engine_.get(), server->metrics_.get(),
                                                      options.service);
+  TANDEM_RETURN_IF_ERROR(server->service_->RegisterKvMemory());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;

@@ -110,7 +110,8 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* WorkerService::Generate(
     open_.emplace(engine_id, request_id);
     if (!request_id.empty()) by_request_id_.emplace(request_id, engine_id);
   }
-  GenerateCall::Deps deps{engine_, metrics_, &dispatcher_};
+  GenerateCall::Deps deps{engine_, metrics_, &dispatcher_,
+                          kv_registration_ ? &kv_registration_->descriptor() : nullptr};
   GenerateCall::Hooks hooks;
   hooks.on_finished = [this, engine_id, request_id] { OnGenerateFinished(engine_id, request_id); };
   hooks.on_done = [this, engine_id] { OnGenerateDone(engine_id); };
@@ -150,6 +151,23 @@ grpc::ServerUnaryReactor* WorkerService::Cancel(grpc::CallbackServerContext* con
   return reactor;
 }
 
+Status WorkerService::RegisterKvMemory() {
+  if (options_.transfer == nullptr) return OkStatus();
+  const std::optional<KvMemory> memory = engine_->kv_memory();
+  if (!memory) return OkStatus();  // A simulated pool (mock): nothing to read.
+  transfer::MemoryRegion region{
+      .base = memory->base,
+      .bytes = memory->bytes,
+      .kind = memory->device ? transfer::MemoryKind::kDevice : transfer::MemoryKind::kHost,
+      .device = memory->device_index};
+  auto registration = options_.transfer->Register(region);
+  if (!registration.ok()) return registration.status().WithContext("--transfer");
+  kv_registration_ = std::move(registration).value();
+  spdlog::info("kv pool registered transfer={} bytes={} device={}", options_.transfer->name(),
+               memory->bytes, memory->device);
+  return OkStatus();
+}
+
 grpc::ServerUnaryReactor* WorkerService::ReleaseKv(grpc::CallbackServerContext* context,
                                                    const v1::ReleaseKvRequest* request,
                                                    v1::ReleaseKvResponse* response) {
@@ -186,6 +204,10 @@ grpc::ServerUnaryReactor* WorkerService::GetInfo(grpc::CallbackServerContext* co
   response->set_model_identity(engine_->model_identity());
   response->set_block_hash_seed(BlockHashSeed(engine_->model_identity()));
   ToProto(layout, response->mutable_kv_layout());
+  if (kv_registration_) {
+    response->set_transfer_backend(kv_registration_->descriptor().backend);
+    response->set_transfer_descriptor(kv_registration_->descriptor().bytes);
+  }
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

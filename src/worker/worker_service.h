@@ -24,6 +24,7 @@
 
 #include "tandem/engine.h"
 #include "tandem/kv_events.h"
+#include "tandem/transfer.h"
 #include "tandem/v1/worker.grpc.pb.h"
 #include "worker/dispatcher.h"
 #include "worker/kv_event_stream.h"
@@ -37,6 +38,9 @@ struct WorkerServiceOptions {
   v1::WorkerRole role = v1::WORKER_ROLE_AGGREGATED;  // Reported by GetInfo.
   // How often engine stats refresh the gauges.
   std::chrono::milliseconds stats_interval{100};
+  // Where the engine's KV pool is registered for peers' one-sided reads (disaggregation); null:
+  // nowhere. Outlives the service.
+  transfer::Backend* transfer = nullptr;
 };
 
 class WorkerService final : public v1::Worker::CallbackService {
@@ -70,6 +74,10 @@ class WorkerService final : public v1::Worker::CallbackService {
   // finished = true and FINISH_REASON_CANCELLED. Returns how many were open.
   int CancelAll();
 
+  // Registers the engine's KV pool with options.transfer (nothing without one, or for an engine
+  // without KV memory); its descriptor is then reported by GetInfo and in KV handles.
+  Status RegisterKvMemory();
+
   int active_requests() const;
   v1::LoadReport LoadSnapshot() const;
 
@@ -82,6 +90,7 @@ class WorkerService final : public v1::Worker::CallbackService {
   Engine* const engine_;
   WorkerMetrics* const metrics_;
   const WorkerServiceOptions options_;
+  std::unique_ptr<transfer::Registration> kv_registration_;  // Set before serving.
 
   mutable std::mutex mu_;
   std::condition_variable idle_cv_;

@@ -23,6 +23,7 @@
 #include "../worker/kv_subscription.h"
 #include "daemon_process.h"
 #include "tandem/block_hash.h"
+#include "tandem/transfer.h"
 #include "tandem/v1/worker.grpc.pb.h"
 
 namespace tandem::testing {
@@ -593,6 +594,64 @@ TEST(WorkerTest, PrefillOnlyLeasesThePromptsBlocksUntilReleaseKv) {
   EXPECT_TRUE(WaitForLoad(*stub, [&](const v1::LoadReport& r) {
     return r.free_blocks() == info.total_blocks();
   })) << "the lease's blocks were not freed";
+}
+
+// Issue 17: a worker started with --transfer registers its KV pool; a peer connects to the
+// descriptor in the KV handle and reads the leased blocks with one-sided reads. Two workers with
+// the same model computed the same prompt: their blocks hold the same KV.
+TEST(WorkerTest, LeasedBlocksAreReadableByAPeerThroughTheHandlesDescriptor) {
+  const std::vector<std::string> backends = transfer::AvailableBackends();
+  if (std::find(backends.begin(), backends.end(), "ucx") == backends.end()) {
+    GTEST_SKIP() << "built without UCX";
+  }
+  auto a = StartWorker({"--transfer", "ucx"}, kPrefillWorker);
+  auto b = StartWorker({"--transfer", "ucx"}, kPrefillWorker);
+  ASSERT_TRUE(a && b);
+  std::vector<v1::KvHandle> handles;
+  for (DaemonProcess* w : {a.get(), b.get()}) {
+    auto stub = v1::Worker::NewStub(w->channel());
+    const v1::WorkerInfo info = GetInfo(*stub);
+    EXPECT_EQ(info.transfer_backend(), "ucx");
+    EXPECT_FALSE(info.transfer_descriptor().empty());
+    v1::GenerateRequest request = Greedy(Tokens(2 * info.block_size() + 5, 9), 4);
+    request.set_prefill_only(true);
+    const Streamed out = Generate(*stub, request);
+    ASSERT_TRUE(out.kv_handle.has_value());
+    EXPECT_EQ(out.kv_handle->transfer_descriptor(), info.transfer_descriptor());
+    handles.push_back(*out.kv_handle);
+  }
+  const v1::KvLayout& l = handles[0].kv_layout();
+  const size_t block_bytes = size_t{2} * l.num_layers() * l.block_size() * l.num_kv_heads() *
+                             l.head_dim() * l.element_bytes();
+  const size_t full = handles[0].num_tokens() / l.block_size();  // 2 full blocks, then a part.
+  ASSERT_EQ(full, 2u);
+  auto backend = transfer::CreateBackend("ucx");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  std::vector<std::vector<std::byte>> read(2, std::vector<std::byte>(full * block_bytes));
+  for (int w = 0; w < 2; ++w) {
+    auto local = (*backend)->Register(
+        {.base = read[w].data(), .bytes = read[w].size(), .kind = transfer::MemoryKind::kHost});
+    ASSERT_TRUE(local.ok()) << local.status();
+    auto peer = (*backend)->Connect(
+        {.backend = handles[w].transfer_backend(), .bytes = handles[w].transfer_descriptor()});
+    ASSERT_TRUE(peer.ok()) << peer.status();
+    std::vector<transfer::TransferOp> ops;
+    for (size_t i = 0; i < full; ++i) {
+      ops.push_back({.local_offset = i * block_bytes,
+                     .remote_offset = static_cast<uint64_t>(handles[w].block_ids(i)) * block_bytes,
+                     .bytes = block_bytes});
+    }
+    auto transfer = (*backend)->Post(**local, **peer, ops, transfer::Direction::kRead,
+                                     std::chrono::steady_clock::now() + seconds(30));
+    ASSERT_TRUE(transfer.ok()) << transfer.status();
+    ASSERT_TRUE((*transfer)->Wait().ok());
+  }
+  EXPECT_TRUE(
+      std::any_of(read[0].begin(), read[0].end(), [](std::byte x) { return x != std::byte{0}; }));
+  EXPECT_TRUE(read[0] == read[1]) << "the two workers' KV of one prompt differs";
+  // A peer's claim is checked where it matters: a descriptor of another backend is refused.
+  EXPECT_FALSE(
+      (*backend)->Connect({.backend = "nccl", .bytes = handles[0].transfer_descriptor()}).ok());
 }
 
 // The two worker daemons share their assembly; each says its role, and refuses another.
