@@ -40,6 +40,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "model/demo_model.h"
 #include "tandem/v1/worker.grpc.pb.h"
 
@@ -260,10 +261,7 @@ Frontend StartFrontend(const std::string& binary, const fs::path& model_dir, int
   Frontend f;
   f.pid = ::fork();
   if (f.pid == 0) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    ::sched_setaffinity(0, sizeof(set), &set);
+    tandem::bench::PinToCpu(cpu);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     ::execv(argv[0], argv.data());
     ::_exit(127);

@@ -8,9 +8,6 @@
 // hold even when the machine is shared.
 //
 // Usage: bench_generator [--requests 100000] [--concurrency 64] [--json-out bench_generator.json]
-#include <sched.h>
-#include <time.h>
-
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -22,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "cli/bench/arrival.h"
 #include "cli/bench/fake_server.h"
 #include "cli/bench/http_client.h"
@@ -31,12 +29,6 @@
 namespace {
 
 namespace tb = tandem::bench;
-
-double ThreadCpuSeconds() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
 
 // The server's answer: as many one-token chunks as max_tokens asks for. Built once per length,
 // on the server thread.
@@ -77,11 +69,11 @@ PhaseResult RunPhase(tb::HttpClient& client, const Phase& phase, int input_len, 
   run.host_header = "127.0.0.1:" + std::to_string(port);
   run.body.model = "instant";
   run.max_concurrency = concurrency;
-  const double cpu0 = ThreadCpuSeconds();
+  const double cpu0 = tb::ThreadCpuSeconds();
   const auto wall0 = std::chrono::steady_clock::now();
   const tb::RunResult result = tb::RunLoad(client, dataset, arrivals, run, nullptr, nullptr);
   PhaseResult r;
-  r.cpu_s = ThreadCpuSeconds() - cpu0;
+  r.cpu_s = tb::ThreadCpuSeconds() - cpu0;
   r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   for (const tb::RequestRecord& record : result.records) {
     r.chunks += static_cast<int64_t>(record.content_s.size());
@@ -91,13 +83,6 @@ PhaseResult RunPhase(tb::HttpClient& client, const Phase& phase, int input_len, 
   r.failed = s.failed;
   r.tokens = s.total_output_tokens;
   return r;
-}
-
-void Pin(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  ::sched_setaffinity(0, sizeof(set), &set);
 }
 
 }  // namespace
@@ -132,7 +117,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_generator: %s\n", server.status().ToString().c_str());
     return 1;
   }
-  Pin(client_cpu);
+  tb::PinToCpu(client_cpu);
   tb::HttpClientOptions client_options;
   client_options.port = (*server)->port();
   auto client = tb::HttpClient::Create(client_options);

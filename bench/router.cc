@@ -17,9 +17,6 @@
 //
 // Usage: bench_router [--workers 64] [--blocks 1000000] [--prompt-tokens 8192]
 //                     [--json-out bench_router.json]
-#include <sched.h>
-#include <time.h>
-
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -31,6 +28,8 @@
 #include <set>
 #include <vector>
 
+#include "bench_util.h"
+#include "cli/bench/metrics.h"
 #include "router/kv_indexer.h"
 #include "router/router.h"
 #include "tandem/block_hash.h"
@@ -40,16 +39,11 @@ namespace {
 using tandem::BlockHash;
 namespace tr = tandem::router;
 
-double ThreadCpuSeconds() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
+using tandem::bench::ThreadCpuSeconds;
 
 double Percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p / 100.0 * (v.size() - 1) + 0.5));
-  return v[i];
+  return tandem::bench::Percentile(v, p);
 }
 
 struct Conversation {
@@ -84,12 +78,7 @@ int main(int argc, char** argv) {
   app.add_option("--cpu", cpu, "Core to pin to (-1: none)");
   app.add_option("--json-out", json_out);
   CLI11_PARSE(app, argc, argv);
-  if (cpu >= 0) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    sched_setaffinity(0, sizeof(set), &set);
-  }
+  if (cpu >= 0) tandem::bench::PinToCpu(cpu);
 
   const int prompt_blocks = prompt_tokens / block_size;
   const uint64_t seed = tandem::BlockHashSeed("bench_router");

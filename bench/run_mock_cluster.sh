@@ -47,6 +47,17 @@ serve_and_bench() {
   wait $pid 2>/dev/null
 }
 
+# routers_on WORKERS NAME MOONCAKE_TRACE SPEEDUP DURATION: one run per router (ROUTERS, default
+# round-robin then kv), goodput at TTFT <= 2 s and TPOT <= 50 ms.
+routers_on() {
+  local workers=$1 name=$2 trace=$3 speedup=$4 duration=$5
+  for router in ${ROUTERS:-round-robin kv}; do
+    serve_and_bench "${name}_${router}" "$workers" "$router" \
+      --dataset mooncake --path "$traces/mooncake/$trace" --speedup "$speedup" \
+      --duration "$duration" --goodput ttft:2000,tpot:50 ${BENCH_ARGS:-}
+  done
+}
+
 case "${1:-mooncake}" in
   mooncake)
     for workers in ${WORKERS:-8 32}; do
@@ -57,27 +68,12 @@ case "${1:-mooncake}" in
       done
     done ;;
   routing)
-    for router in ${ROUTERS:-round-robin kv}; do
-      serve_and_bench "routing_16_${router}" 16 "$router" \
-        --dataset mooncake --path "$traces/mooncake/conversation_trace.jsonl" \
-        --speedup "${SPEEDUP:-3}" --duration "${DURATION:-600}" --goodput ttft:2000,tpot:50 \
-        ${BENCH_ARGS:-}
-    done ;;
+    routers_on 16 routing_16 conversation_trace.jsonl "${SPEEDUP:-3}" "${DURATION:-600}" ;;
   routing-scale)
-    for router in ${ROUTERS:-round-robin kv}; do
-      serve_and_bench "routing_256_${router}" 256 "$router" \
-        --dataset mooncake --path "$traces/mooncake/synthetic_trace.jsonl" \
-        --speedup "${SPEEDUP:-10}" --duration "${DURATION:-600}" --goodput ttft:2000,tpot:50 \
-        ${BENCH_ARGS:-}
-    done ;;
+    routers_on 256 routing_256 synthetic_trace.jsonl "${SPEEDUP:-10}" "${DURATION:-600}" ;;
   sweep)
     for speedup in ${SPEEDUPS:-1.5 4 6}; do
-      for router in ${ROUTERS:-round-robin kv}; do
-        serve_and_bench "sweep_16_x${speedup}_${router}" 16 "$router" \
-          --dataset mooncake --path "$traces/mooncake/conversation_trace.jsonl" \
-          --speedup "$speedup" --duration "${DURATION:-300}" --goodput ttft:2000,tpot:50 \
-          ${BENCH_ARGS:-}
-      done
+      routers_on 16 "sweep_16_x${speedup}" conversation_trace.jsonl "$speedup" "${DURATION:-300}"
     done ;;
   scale)
     serve_and_bench scale_256 256 least-loaded --dataset azure \

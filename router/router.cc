@@ -306,31 +306,26 @@ std::optional<RoutePlan> Router::Route(const RouteRequest& request) {
   return plan;
 }
 
+size_t Router::RotationStart(const std::vector<Worker*>& up) const {
+  // The first worker after the last one chosen, by id: fair when workers come and go.
+  for (size_t i = 0; i < up.size(); ++i) {
+    if (last_round_robin_ == UINT64_MAX || up[i]->id.value() > last_round_robin_) return i;
+  }
+  return 0;
+}
+
 size_t Router::Choose(const std::vector<Worker*>& up, const RouteRequest& request,
                       const std::vector<PrefixMatch>& matches, double* cost) {
   switch (options_.mode) {
     case RouterMode::kRoundRobin: {
-      // The first worker after the last one chosen, by id: fair when workers come and go.
-      size_t pick = 0;
-      for (size_t i = 0; i < up.size(); ++i) {
-        if (up[i]->id.value() > last_round_robin_ || last_round_robin_ == UINT64_MAX) {
-          pick = i;
-          break;
-        }
-      }
+      const size_t pick = RotationStart(up);
       last_round_robin_ = up[pick]->id.value();
       return pick;
     }
     case RouterMode::kRandom:
       return std::uniform_int_distribution<size_t>(0, up.size() - 1)(rng_);
     case RouterMode::kLeastLoaded: {
-      size_t start = 0;
-      for (size_t i = 0; i < up.size(); ++i) {
-        if (up[i]->id.value() > last_round_robin_ || last_round_robin_ == UINT64_MAX) {
-          start = i;
-          break;
-        }
-      }
+      const size_t start = RotationStart(up);
       auto key = [&](size_t i) {
         return std::make_pair(up[i]->PredictedRequests(), up[i]->PredictedActiveBlocks());
       };

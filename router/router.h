@@ -188,6 +188,8 @@ class Router {
   // The mode's choice among `up` (non-empty); `matches` holds the prefix matches by worker.
   size_t Choose(const std::vector<Worker*>& up, const RouteRequest& request,
                 const std::vector<PrefixMatch>& matches, double* cost);
+  // Where a rotation by id resumes among `up` (round-robin, least-loaded's ties).
+  size_t RotationStart(const std::vector<Worker*>& up) const;
   void Settle(WorkerId id, int64_t prefill_tokens, int64_t blocks, bool release);
 
   const RouterOptions options_;

@@ -543,7 +543,6 @@ std::optional<RouteSlot> WorkerPool::Route(const router::RouteRequest& request,
     RouteSlot slot;
     slot.id = w.id;
     slot.stub = w.stub;
-    slot.info = w.info;
     slot.address = w.address;
     slot.plan = std::move(*plan);
     slot.in_flight = std::make_shared<InFlight>();

@@ -92,7 +92,6 @@ struct InFlight {
 struct RouteSlot {
   WorkerId id;
   std::shared_ptr<v1::Worker::Stub> stub;  // Valid as long as the slot, even if the worker leaves.
-  v1::WorkerInfo info;
   std::string address;
   std::shared_ptr<InFlight> in_flight;
   router::RoutePlan plan;
