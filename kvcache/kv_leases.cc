@@ -39,12 +39,15 @@ StatusOr<const KvLease*> KvLeases::Check(uint64_t lease_id, std::span<const Bloc
   if (it == leases_.end() || it->second.expires_ns <= clock_->NowNanos()) {
     return NotFoundError("KV lease " + std::to_string(lease_id) + " is unknown or expired");
   }
+  // A run of the lease's blocks, in its order (what a pull of the blocks after a cached prefix
+  // reads): anything else was not read from this lease's KV.
   const std::vector<BlockId>& held = it->second.blocks;
-  for (BlockId b : blocks) {
-    if (std::find(held.begin(), held.end(), b) == held.end()) {
-      return InvalidArgumentError("block " + std::to_string(b.value()) +
-                                  " is not held by KV lease " + std::to_string(lease_id));
-    }
+  if (blocks.empty()) return &it->second;
+  auto first = std::find(held.begin(), held.end(), blocks[0]);
+  if (first == held.end() || static_cast<size_t>(held.end() - first) < blocks.size() ||
+      !std::equal(blocks.begin(), blocks.end(), first)) {
+    return InvalidArgumentError("the blocks are not a run of KV lease " + std::to_string(lease_id) +
+                                "'s blocks");
   }
   return &it->second;
 }

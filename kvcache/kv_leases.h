@@ -5,7 +5,7 @@
 //
 // Everything about a lease that comes back from a peer (its id, the blocks it claims) is checked
 // here and answered with a Status: an unknown or expired lease is NotFound, blocks that are not
-// the lease's are InvalidArgument. Nothing a peer sends reaches a check.
+// the lease's (or not in its order) are InvalidArgument. Nothing a peer sends reaches a check.
 //
 // Lease ids are drawn at random (64 bits, never 0), so an id from an earlier incarnation of the
 // worker or another worker is unknown here rather than someone else's lease.
@@ -46,8 +46,8 @@ class KvLeases {
   const KvLease& Grant(std::span<const BlockId> blocks, int num_tokens);
   // Unpins a lease's blocks. NotFound when the lease is unknown, released or expired.
   Status Release(uint64_t lease_id);
-  // The lease, when it is live and `blocks` are among its blocks; NotFound or InvalidArgument
-  // otherwise (what a decode worker's pull claims, checked before anything is read).
+  // The lease, when it is live and `blocks` are a run of its blocks, in its order (what a decode
+  // worker read: the blocks after its own cached prefix); NotFound or InvalidArgument otherwise.
   StatusOr<const KvLease*> Check(uint64_t lease_id, std::span<const BlockId> blocks) const;
   // Releases the leases whose time has passed; returns how many.
   int ExpireDue();

@@ -21,6 +21,7 @@
 #include "tandem/ids.h"
 #include "tandem/kv_events.h"
 #include "tandem/kv_layout.h"
+#include "tandem/kv_pull.h"
 #include "tandem/kv_tier_stats.h"
 #include "tandem/sampling_params.h"
 #include "tandem/status.h"
@@ -57,6 +58,13 @@ struct GenerateRequest {
   // by the last output's kv_handle, for a decode worker to pull. Release it with ReleaseKv; one
   // never released expires (EngineOptions::kv_lease_ttl) and frees its blocks.
   bool prefill_only = false;
+  // Disaggregated decode (ARCHITECTURE §1, step 4): the prompt's KV computed by a prefill worker.
+  // The prompt is then the prefilled prompt followed by its first token. The engine reuses its
+  // own cached prefix, pulls the rest of the handle's tokens through its KvPuller, and computes
+  // the remainder; when the source does not hold (no puller, a handle that does not fit the
+  // request or the layout, a failed transfer, a lease the peer no longer holds) it computes the
+  // whole prompt itself.
+  std::optional<KvSource> kv_source;
 };
 
 // The memory of an engine's KV pool (G1), for a transfer backend to register once so that peers
@@ -67,16 +75,6 @@ struct KvMemory {
   size_t bytes = 0;
   bool device = false;  // CUDA device memory (else host memory)
   int device_index = -1;
-};
-
-// Where a prefilled prompt's KV is, for the decode worker that pulls it: blocks of the prefill
-// worker's pool (block-major, its KvLayout), in prompt order, holding num_tokens tokens.
-struct KvHandle {
-  uint64_t lease_id = 0;
-  std::vector<int32_t> block_ids;
-  int num_tokens = 0;
-  // How long the lease has left when the handle is made.
-  int64_t expires_in_ms = 0;
 };
 
 // What the engine sends back for a request: zero or more tokens, then one output with finished.
@@ -146,6 +144,12 @@ struct EngineStats {
   // KV leases held for decode workers' pulls now, and those that expired unreleased.
   int kv_leases = 0;
   int64_t kv_leases_expired = 0;
+  // Disaggregated decode: pulls of a prefill worker's KV that succeeded and their bytes and time,
+  // and requests whose source failed and which were prefilled here instead.
+  int64_t kv_pulls = 0;
+  int64_t kv_pulled_bytes = 0;
+  double kv_pull_seconds = 0;
+  int64_t kv_pull_recomputes = 0;
   // The host and disk tiers' counters as of the last step (all zero without tiers).
   KvTiersStats tiers;
   // The mock backend's account of simulated against real time; nullopt on real backends.
@@ -167,10 +171,15 @@ class Engine {
   // FinishReason::kCancelled and its blocks are freed. Unknown or finished ids are ignored.
   virtual void Cancel(RequestId id) = 0;
 
-  // Unpins a KV lease (GenerateRequest::prefill_only). `done` runs on the engine thread once it
-  // is applied, with NotFound for a lease that is unknown, released or expired; it must be quick
-  // and must not block.
-  virtual void ReleaseKv(uint64_t lease_id, std::function<void(const Status&)> done) = 0;
+  // Unpins a KV lease (GenerateRequest::prefill_only). With `blocks` (what a decode worker
+  // pulled), first checks that they are the lease's: InvalidArgument, the lease kept, when they
+  // are not. `done` runs on the engine thread once it is applied, with NotFound for a lease that
+  // is unknown, released or expired; it must be quick and must not block.
+  virtual void ReleaseKv(uint64_t lease_id, std::vector<int32_t> blocks,
+                         std::function<void(const Status&)> done) = 0;
+  // Where requests with a kv_source pull from (the worker daemon's transfer backend); without
+  // one they are prefilled here. Set before serving such requests.
+  virtual void SetKvPuller(std::shared_ptr<KvPuller> puller) = 0;
 
   virtual int vocab_size() const = 0;
   virtual int max_model_len() const = 0;

@@ -40,6 +40,30 @@ Status ValidateSampling(const SamplingParams& p, int vocab) {
   return OkStatus();
 }
 
+// Why a decode request's KV source cannot be used here (it is then prefilled here): what the
+// prefill worker sent must fit this request and this pool before anything is read.
+Status CheckKvSource(const KvSource& source, const KvLayout& layout, int num_prompt) {
+  if (!(source.layout == layout)) {
+    return InvalidArgumentError("the prefill worker's KV layout differs from this worker's");
+  }
+  const KvHandle& h = source.handle;
+  if (h.num_tokens < 1 || h.num_tokens > num_prompt) {
+    return InvalidArgumentError("the KV handle holds " + std::to_string(h.num_tokens) +
+                                " tokens, outside [1, " + std::to_string(num_prompt) +
+                                "] for this prompt");
+  }
+  const int64_t blocks = (int64_t{h.num_tokens} + layout.block_size - 1) / layout.block_size;
+  if (static_cast<int64_t>(h.block_ids.size()) != blocks) {
+    return InvalidArgumentError("the KV handle lists " + std::to_string(h.block_ids.size()) +
+                                " blocks for " + std::to_string(h.num_tokens) + " tokens");
+  }
+  for (int32_t b : h.block_ids) {
+    if (b < 0) return InvalidArgumentError("the KV handle lists block " + std::to_string(b));
+  }
+  if (h.expires_in_ms <= 0) return FailedPreconditionError("the KV lease had expired");
+  return OkStatus();
+}
+
 }  // namespace
 
 namespace {
@@ -185,6 +209,9 @@ StatusOr<std::pair<RequestId, std::shared_ptr<OutputStream>>> LlmEngine::Submit(
   seq->tokens = request.prompt_tokens;
   seq->num_prompt = static_cast<int>(request.prompt_tokens.size());
   if (request.prefill_only) request.sampling.max_tokens = 1;
+  if (request.kv_source) {
+    seq->source_error = CheckKvSource(*request.kv_source, kv_layout(), seq->num_prompt);
+  }
   seq->request = std::move(request);
   auto stream = seq->stream;
   RequestId id;
@@ -202,8 +229,13 @@ StatusOr<std::pair<RequestId, std::shared_ptr<OutputStream>>> LlmEngine::Submit(
 
 void LlmEngine::Cancel(RequestId id) { Post(CancelCommand{id}); }
 
-void LlmEngine::ReleaseKv(uint64_t lease_id, std::function<void(const Status&)> done) {
-  Post(ReleaseKvCommand{lease_id, std::move(done)});
+void LlmEngine::ReleaseKv(uint64_t lease_id, std::vector<int32_t> blocks,
+                          std::function<void(const Status&)> done) {
+  Post(ReleaseKvCommand{lease_id, std::move(blocks), std::move(done)});
+}
+
+void LlmEngine::SetKvPuller(std::shared_ptr<KvPuller> puller) {
+  Post(SetPullerCommand{std::move(puller)});
 }
 
 void LlmEngine::Post(Command command) {
@@ -229,6 +261,10 @@ EngineStats LlmEngine::stats() const {
   s.onboarded_blocks = onboarded_blocks_;
   s.kv_leases = kv_leases_;
   s.kv_leases_expired = kv_leases_expired_;
+  s.kv_pulls = kv_pulls_;
+  s.kv_pulled_bytes = kv_pulled_bytes_;
+  s.kv_pull_seconds = kv_pull_seconds_;
+  s.kv_pull_recomputes = kv_pull_recomputes_;
   {
     std::lock_guard lock(tier_stats_mu_);
     s.tiers = tier_stats_;
@@ -245,8 +281,27 @@ void LlmEngine::Apply(SubmitCommand& command) {
 }
 
 void LlmEngine::Apply(ReleaseKvCommand& command) {
-  const Status s = leases_.Release(command.lease_id);
+  Status s;
+  if (!command.blocks.empty()) {
+    std::vector<BlockId> blocks;
+    blocks.reserve(command.blocks.size());
+    for (int32_t b : command.blocks) blocks.push_back(BlockId(b));
+    s = leases_.Check(command.lease_id, blocks).status();
+  }
+  if (s.ok()) s = leases_.Release(command.lease_id);
   if (command.done) command.done(s);
+}
+
+void LlmEngine::Apply(SetPullerCommand& command) {
+  // The puller's callbacks come back as commands; the engine outlives every pull (its scheduler
+  // drops them before the engine goes).
+  scheduler_->SetPuller(std::move(command.puller), [this](uint64_t serial, const KvPullResult& r) {
+    Post(PullDoneCommand{serial, r});
+  });
+}
+
+void LlmEngine::Apply(PullDoneCommand& command) {
+  scheduler_->FinishPull(command.serial, command.result);
 }
 
 KvHandle LlmEngine::GrantLease(const Sequence& seq) {
@@ -278,11 +333,16 @@ void LlmEngine::Apply(CancelCommand& command) {
 
 void LlmEngine::Loop() {
   std::vector<Command> commands;
+  bool stalled = false;  // The last step could run nothing: wait for a command (a pull's end).
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      auto ready = [&] { return stop_ || !commands_.empty() || !scheduler_->empty(); };
-      if (leases_.size() > 0) {
+      auto ready = [&] {
+        return stop_ || !commands_.empty() || (!stalled && scheduler_->has_work());
+      };
+      if (stalled) {
+        cv_.wait_for(lock, std::chrono::milliseconds(5), ready);
+      } else if (leases_.size() > 0) {
         // Idle with leases held: wake now and then to expire them.
         cv_.wait_for(lock, std::chrono::milliseconds(50), ready);
       } else {
@@ -296,11 +356,8 @@ void LlmEngine::Loop() {
       std::visit([this](auto& c) { Apply(c); }, command);
     }
     commands.clear();
-    if (!scheduler_->empty()) Step();
-    blocks_available_ = pool_.num_available();
-    kv_leases_ = static_cast<int>(leases_.size());
-    running_ = scheduler_->num_running();
-    waiting_ = scheduler_->num_waiting();
+    stalled = scheduler_->has_work() && !Step();
+    PublishStats();
   }
   // Shutting down: every request still held ends as cancelled; cancels left have nothing to do.
   std::vector<std::unique_ptr<Sequence>> left;
@@ -309,6 +366,8 @@ void LlmEngine::Loop() {
     for (Command& command : commands_) {
       if (auto* submit = std::get_if<SubmitCommand>(&command)) {
         left.push_back(std::move(submit->seq));
+      } else if (auto* puller = std::get_if<SetPullerCommand>(&command)) {
+        // A puller set as the engine stops has nothing to pull for.
       } else if (auto* release = std::get_if<ReleaseKvCommand>(&command)) {
         // Its leases go with the engine; whoever waits for the answer gets one.
         if (release->done) release->done(UnavailableError("the engine is stopping"));
@@ -339,18 +398,32 @@ void LlmEngine::Finish(Sequence* seq, FinishReason reason, Status error) {
   owned->stream->Push(std::move(out));
 }
 
-void LlmEngine::Step() {
+void LlmEngine::PublishStats() {
+  blocks_available_ = pool_.num_available();
+  kv_leases_ = static_cast<int>(leases_.size());
+  running_ = scheduler_->num_running();
+  waiting_ = scheduler_->num_waiting();
+  const Scheduler::PullStats& pulls = scheduler_->pull_stats();
+  kv_pulls_ = pulls.pulls;
+  kv_pulled_bytes_ = pulls.bytes;
+  kv_pull_seconds_ = pulls.seconds;
+  kv_pull_recomputes_ = pulls.recomputes;
+}
+
+bool LlmEngine::Step() {
   SchedulerOutput plan = scheduler_->Schedule();
   preemptions_ += plan.num_preempted;
   if (plan.scheduled.empty()) {
-    // Only prefixes being loaded: wait for one rather than spin.
-    scheduler_->WaitForLoads(std::chrono::milliseconds(5));
     // Nothing runs and the head of the queue still does not fit: it never will.
     if (Sequence* seq = scheduler_->Stuck()) {
       Finish(seq, FinishReason::kError,
              ResourceExhaustedError("request does not fit in the KV block pool"));
+      return true;
     }
-    return;
+    if (!scheduler_->loading()) return false;
+    // Only prefixes being loaded: wait for one rather than spin.
+    scheduler_->WaitForLoads(std::chrono::milliseconds(5));
+    return true;
   }
 
   std::vector<SequenceStep> steps(plan.scheduled.size());
@@ -383,7 +456,7 @@ void LlmEngine::Step() {
     spdlog::error("engine step failed error={} sequences={}", Quoted(status.ToString()),
                   plan.scheduled.size());
     for (const ScheduledSequence& s : plan.scheduled) Finish(s.seq, FinishReason::kError, status);
-    return;
+    return true;
   }
   scheduler_->OnStepDone(plan);
   for (size_t i = 0; i < plan.scheduled.size(); ++i) {
@@ -397,6 +470,7 @@ void LlmEngine::Step() {
     std::lock_guard lock(tier_stats_mu_);
     tier_stats_ = t;
   }
+  return true;
 }
 
 bool LlmEngine::Postprocess(const ScheduledSequence& s, SequenceResult& result) {

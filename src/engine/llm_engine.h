@@ -60,7 +60,9 @@ class LlmEngine final : public Engine {
   StatusOr<std::pair<RequestId, std::shared_ptr<OutputStream>>> Submit(
       GenerateRequest request) override;
   void Cancel(RequestId id) override;
-  void ReleaseKv(uint64_t lease_id, std::function<void(const Status&)> done) override;
+  void ReleaseKv(uint64_t lease_id, std::vector<int32_t> blocks,
+                 std::function<void(const Status&)> done) override;
+  void SetKvPuller(std::shared_ptr<KvPuller> puller) override;
   int vocab_size() const override;
   int max_model_len() const override { return static_cast<int>(max_model_len_); }
   EngineStats stats() const override;
@@ -83,9 +85,18 @@ class LlmEngine final : public Engine {
   };
   struct ReleaseKvCommand {
     uint64_t lease_id;
+    std::vector<int32_t> blocks;
     std::function<void(const Status&)> done;
   };
-  using Command = std::variant<SubmitCommand, CancelCommand, ReleaseKvCommand>;
+  struct SetPullerCommand {
+    std::shared_ptr<KvPuller> puller;
+  };
+  struct PullDoneCommand {
+    uint64_t serial;
+    KvPullResult result;
+  };
+  using Command = std::variant<SubmitCommand, CancelCommand, ReleaseKvCommand, SetPullerCommand,
+                               PullDoneCommand>;
 
   LlmEngine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options,
             std::unique_ptr<kvcache::BlockMover> mover);
@@ -95,10 +106,16 @@ class LlmEngine final : public Engine {
   void Apply(SubmitCommand& command);
   void Apply(CancelCommand& command);
   void Apply(ReleaseKvCommand& command);
+  void Apply(SetPullerCommand& command);
+  void Apply(PullDoneCommand& command);
   void Loop();
+  // Publishes the engine-thread counters to the atomics stats() reads.
+  void PublishStats();
   // A prefill_only request's prompt blocks, put under a KV lease.
   KvHandle GrantLease(const Sequence& seq);
-  void Step();
+  // Runs one step; false when nothing could run and nothing was waited for (only pulls are in
+  // flight, or what waits does not fit until they end).
+  bool Step();
   void Finish(Sequence* seq, FinishReason reason, Status error = OkStatus());
   // Handles one scheduled sequence's step result; returns true when it finished.
   bool Postprocess(const ScheduledSequence& s, SequenceResult& result);
@@ -130,6 +147,8 @@ class LlmEngine final : public Engine {
   std::atomic<int64_t> onboarded_blocks_{0};
   std::atomic<int> kv_leases_{0};
   std::atomic<int64_t> kv_leases_expired_{0};
+  std::atomic<int64_t> kv_pulls_{0}, kv_pulled_bytes_{0}, kv_pull_recomputes_{0};
+  std::atomic<double> kv_pull_seconds_{0};
   mutable std::mutex tier_stats_mu_;
   kvcache::KvTiersStats tier_stats_;
 

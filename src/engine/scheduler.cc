@@ -17,7 +17,25 @@ int Scheduler::BlocksFor(int64_t tokens) const {
   return static_cast<int>((tokens + options_.block_size - 1) / options_.block_size);
 }
 
-void Scheduler::Add(std::unique_ptr<Sequence> seq) { waiting_.push_back(std::move(seq)); }
+void Scheduler::Add(std::unique_ptr<Sequence> seq) {
+  seq->pull_wanted = seq->request.kv_source.has_value();
+  waiting_.push_back(std::move(seq));
+}
+
+void Scheduler::SetPuller(
+    std::shared_ptr<KvPuller> puller,
+    std::function<void(uint64_t serial, const KvPullResult& result)> on_pull_done) {
+  puller_ = std::move(puller);
+  on_pull_done_ = std::move(on_pull_done);
+}
+
+void Scheduler::NoteFirstAdmission(Sequence* seq) {
+  if (seq->admitted_once) return;
+  seq->admitted_once = true;
+  seq->queue_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - seq->submitted).count();
+  seq->cached_prompt_tokens = std::min(seq->num_computed, seq->num_prompt);
+}
 
 void Scheduler::ReleaseBlocks(Sequence* seq) {
   pool_->Release(seq->blocks);
@@ -74,6 +92,109 @@ bool Scheduler::MatchCachedPrefix(Sequence* seq) {
   return true;
 }
 
+bool Scheduler::StartPull(std::unique_ptr<Sequence>& owned, bool* wait) {
+  Sequence* seq = owned.get();
+  *wait = false;
+  if (puller_ == nullptr) {
+    GiveUpPull(seq,
+               FailedPreconditionError(
+                   "this worker registered no transfer backend to pull KV with (--transfer)"),
+               /*release=*/false);
+    return false;
+  }
+  if (!seq->source_error.ok()) {
+    GiveUpPull(seq, seq->source_error, /*release=*/true);
+    return false;
+  }
+  const KvSource& source = *seq->request.kv_source;
+  // What the source holds beyond the pool's own prefix is pulled, not looked up in the tiers.
+  seq->tiers_checked = true;
+  MatchCachedPrefix(seq);
+  // The last token runs here in any case (its logits give the next token).
+  const int tokens = std::min(source.handle.num_tokens, static_cast<int>(seq->tokens.size()) - 1);
+  const int want = BlocksFor(tokens);
+  const int hit = static_cast<int>(seq->blocks.size());
+  if (tokens - hit * options_.block_size < options_.block_size) {
+    // The pool holds all of it but a partial block, whose few tokens ride along the next step
+    // for less than a pull's round trip.
+    seq->pull_wanted = false;
+    puller_->Release(source);
+    return false;
+  }
+  const int n = want - hit;
+  if (n > pool_->num_available()) {
+    ReleaseBlocks(seq);
+    *wait = true;
+    return false;
+  }
+  auto blocks = pool_->Allocate(n);
+  TANDEM_CHECK(blocks.ok());
+  const std::vector<int32_t> remote(source.handle.block_ids.begin() + hit,
+                                    source.handle.block_ids.begin() + want);
+  std::vector<int32_t> local;
+  local.reserve(blocks->size());
+  for (BlockId b : *blocks) local.push_back(b.value());
+  const uint64_t serial = next_pull_serial_++;
+  seq->pull_serial = serial;
+  NoteFirstAdmission(seq);
+  std::unique_ptr<KvPull> handle =
+      puller_->Start(source, remote, local,
+                     [serial, done = on_pull_done_](const KvPullResult& r) { done(serial, r); });
+  pulls_.push_back({serial, std::move(*blocks), tokens, std::move(handle), std::move(owned)});
+  return true;
+}
+
+void Scheduler::GiveUpPull(Sequence* seq, const Status& why, bool release) {
+  seq->pull_wanted = false;
+  ++pull_stats_.recomputes;
+  const KvSource& source = *seq->request.kv_source;
+  spdlog::warn("kv pull failed, prefilling here request={} peer={} error={}", seq->id.value(),
+               source.peer, Quoted(why.ToString()));
+  if (release && puller_ != nullptr) puller_->Release(source);
+}
+
+bool Scheduler::FinishPull(uint64_t serial, const KvPullResult& result) {
+  auto it =
+      std::find_if(pulls_.begin(), pulls_.end(), [&](const Pull& p) { return p.serial == serial; });
+  if (it == pulls_.end()) return false;
+  std::unique_ptr<Sequence> owned = std::move(it->seq);
+  Sequence* seq = owned.get();
+  if (result.status.ok()) {
+    // The pulled blocks hold final KV: the full ones join the prefix index like computed ones.
+    const int full = it->tokens / options_.block_size;
+    ExtendHashes(seq, full);
+    for (BlockId b : it->blocks) {
+      const size_t i = seq->blocks.size();
+      seq->blocks.push_back(b);
+      if (static_cast<int>(i) >= full) continue;
+      pool_->Register(b, seq->hashes[i],
+                      i > 0 ? std::optional<BlockHash>(seq->hashes[i - 1]) : std::nullopt);
+    }
+    seq->num_registered = full;
+    seq->num_computed = it->tokens;
+    seq->pull_wanted = false;
+    ++pull_stats_.pulls;
+    pull_stats_.bytes += static_cast<int64_t>(result.bytes);
+    pull_stats_.seconds += result.seconds;
+  } else {
+    pool_->Release(it->blocks);
+    ReleaseBlocks(seq);
+    GiveUpPull(seq, result.status, /*release=*/false);  // The puller has released it.
+  }
+  pulls_.erase(it);
+  waiting_.push_front(std::move(owned));
+  return true;
+}
+
+std::unique_ptr<Sequence> Scheduler::DropPull(std::vector<Pull>::iterator it) {
+  it->handle.reset();  // Returns once nothing moves into its blocks any more.
+  pool_->Release(it->blocks);
+  std::unique_ptr<Sequence> seq = std::move(it->seq);
+  pulls_.erase(it);
+  ReleaseBlocks(seq.get());
+  return seq;
+}
+
 void Scheduler::FinishLoads(bool wait) {
   if (loads_.empty()) return;
   std::vector<std::unique_ptr<Sequence>> ready;
@@ -119,6 +240,7 @@ void Scheduler::CollectOffloads(bool wait) {
 
 Scheduler::~Scheduler() {
   while (!loads_.empty()) DropLoad(loads_.begin());
+  while (!pulls_.empty()) DropPull(pulls_.begin());
   CollectOffloads(/*wait=*/true);
 }
 
@@ -157,6 +279,16 @@ SchedulerOutput Scheduler::Schedule() {
   while (out.num_preempted == 0 && !waiting_.empty() && budget > 0 &&
          static_cast<int>(running_.size()) < options_.max_num_seqs) {
     Sequence* seq = waiting_.front().get();
+    if (seq->blocks.empty() && seq->pull_wanted) {
+      // Its prompt's KV is on a prefill worker: it steps aside while what the pool lacks of it
+      // is pulled (and then, with the blocks, is back at the head of the queue).
+      bool wait = false;
+      if (StartPull(waiting_.front(), &wait)) {
+        waiting_.pop_front();
+        continue;
+      }
+      if (wait) break;
+    }
     if (seq->blocks.empty() && MatchCachedPrefix(seq)) {
       // Its prefix is being loaded from the host or disk tier: the others go on meanwhile. A
       // load with nothing to read from disk is ready at once, and the sequence is back at the
@@ -177,12 +309,7 @@ SchedulerOutput Scheduler::Schedule() {
       TANDEM_CHECK(blocks.ok());
       seq->blocks.insert(seq->blocks.end(), blocks->begin(), blocks->end());
     }
-    if (!seq->admitted_once) {
-      seq->admitted_once = true;
-      seq->queue_seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - seq->submitted).count();
-      seq->cached_prompt_tokens = std::min(seq->num_computed, seq->num_prompt);
-    }
+    NoteFirstAdmission(seq);
     out.scheduled.push_back({seq, n});
     budget -= n;
     running_.push_back(std::move(waiting_.front()));
@@ -232,11 +359,13 @@ std::unique_ptr<Sequence> Scheduler::Remove(RequestId id) {
   };
   if (auto seq = take(running_)) return seq;
   if (auto seq = take(waiting_)) return seq;
-  auto it = std::find_if(loads_.begin(), loads_.end(),
-                         [&](const Load& l) { return l.seq->id == id; });
-  if (it == loads_.end()) return nullptr;
-  std::unique_ptr<Sequence> seq = DropLoad(it);
-  return seq;
+  auto load =
+      std::find_if(loads_.begin(), loads_.end(), [&](const Load& l) { return l.seq->id == id; });
+  if (load != loads_.end()) return DropLoad(load);
+  auto pull =
+      std::find_if(pulls_.begin(), pulls_.end(), [&](const Pull& p) { return p.seq->id == id; });
+  if (pull != pulls_.end()) return DropPull(pull);
+  return nullptr;
 }
 
 std::unique_ptr<Sequence> Scheduler::DropLoad(std::vector<Load>::iterator it) {
@@ -261,12 +390,13 @@ std::vector<std::unique_ptr<Sequence>> Scheduler::RemoveAll() {
   running_.clear();
   waiting_.clear();
   while (!loads_.empty()) all.push_back(DropLoad(loads_.begin()));
+  while (!pulls_.empty()) all.push_back(DropPull(pulls_.begin()));
   return all;
 }
 
 Sequence* Scheduler::Stuck() const {
-  // A load in flight holds blocks that come back to the pool.
-  if (!running_.empty() || !loads_.empty() || waiting_.empty()) return nullptr;
+  // A load or a pull in flight holds blocks that come back to the pool.
+  if (!running_.empty() || !loads_.empty() || !pulls_.empty() || waiting_.empty()) return nullptr;
   return waiting_.front().get();
 }
 

@@ -40,6 +40,11 @@ struct Sequence {
   std::chrono::steady_clock::time_point submitted = std::chrono::steady_clock::now();
   double queue_seconds = 0;      // From `submitted` to the first admission.
   bool tiers_checked = false;    // its prefix was looked up on the host and disk tiers
+  // Disaggregated decode: whether the prompt's KV is still to be pulled from request.kv_source
+  // (cleared once pulled, or given up on: then it is computed here).
+  bool pull_wanted = false;
+  uint64_t pull_serial = 0;  // Of its pull in flight.
+  Status source_error;       // Why request.kv_source cannot be used, found when it was submitted.
 
   int num_output() const { return static_cast<int>(tokens.size()) - num_prompt; }
   int num_pending() const { return static_cast<int>(tokens.size()) - num_computed; }

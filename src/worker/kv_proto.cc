@@ -18,4 +18,26 @@ void ToProto(const KvHandle& handle, const KvLayout& layout, v1::KvHandle* out) 
   ToProto(layout, out->mutable_kv_layout());
 }
 
+KvLayout FromProto(const v1::KvLayout& in) {
+  return KvLayout{.num_layers = in.num_layers(),
+                  .num_kv_heads = in.num_kv_heads(),
+                  .head_dim = in.head_dim(),
+                  .block_size = in.block_size(),
+                  .element_bytes = in.element_bytes()};
+}
+
+KvSource FromProto(const v1::KvSource& in) {
+  const v1::KvHandle& h = in.handle();
+  KvSource out;
+  out.peer = in.peer();
+  out.transfer_backend = h.transfer_backend();
+  out.transfer_descriptor = h.transfer_descriptor();
+  out.layout = FromProto(h.kv_layout());
+  out.handle.lease_id = h.lease_id();
+  out.handle.block_ids.assign(h.block_ids().begin(), h.block_ids().end());
+  out.handle.num_tokens = h.num_tokens();
+  out.handle.expires_in_ms = h.expires_in_ms();
+  return out;
+}
+
 }  // namespace tandem::worker

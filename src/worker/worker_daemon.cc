@@ -26,6 +26,8 @@ namespace {
 struct Flags {
   std::string role;
   std::string transfer = "none";
+  double mock_transfer_gbps = 50;
+  double pull_timeout_s = 10;
   tandem::engine::ModelSpec model;
   std::string weights = "checkpoint";
   tandem::engine::BackendOptions backend;
@@ -48,12 +50,25 @@ std::string DefaultWorkerId() {
   return std::string(host) + ":" + std::to_string(getpid());
 }
 
+// --transfer auto: CUDA IPC for a device pool (prefill and decode workers on one node), UCX for
+// a host pool (cpu, and mock which moves nothing); across nodes, name ucx.
+std::string AutoTransfer(const std::string& engine_backend) {
+  const std::vector<std::string> built = transfer::AvailableBackends();
+  const auto has = [&](const char* name) {
+    return std::find(built.begin(), built.end(), name) != built.end();
+  };
+  if (engine_backend == "cuda" && has("cuda_ipc")) return "cuda_ipc";
+  if (engine_backend == "mock") return "none";
+  return has("ucx") ? "ucx" : "none";
+}
+
 tandem::Status Serve(Flags& f, const WorkerDaemonSpec& spec) {
   TANDEM_ASSIGN_OR_RETURN(auto signals, tandem::TerminationSignals::Install());  // Before threads.
   TANDEM_RETURN_IF_ERROR(tandem::InitLogging(f.log_level, f.log_format));
   TANDEM_ASSIGN_OR_RETURN(f.server.service.role, ParseWorkerRole(f.role, spec.roles));
   // One backend for the process; each replica registers its own pool with it.
   std::unique_ptr<transfer::Backend> transfer;
+  if (f.transfer == "auto") f.transfer = AutoTransfer(f.backend.backend);
   if (f.transfer != "none") {
     auto created = transfer::CreateBackend(f.transfer);
     if (!created.ok()) return created.status().WithContext("--transfer");
@@ -68,6 +83,10 @@ tandem::Status Serve(Flags& f, const WorkerDaemonSpec& spec) {
                           tandem::ParseByteSize(f.kv_cache_size, "--kv-cache-size"));
   f.engine.enable_prefix_caching = !f.no_prefix_caching;
   f.backend.mock_seed = f.model.weights_seed;
+  f.server.service.simulated_transfer_bytes_per_second = f.mock_transfer_gbps * 1e9;
+  f.server.service.simulated_speedup = f.backend.mock_speedup;
+  f.server.service.pull_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(f.pull_timeout_s * 1000));
   tandem::worker::ReplicaSetOptions set;
   set.replicas = f.replicas;
   TANDEM_ASSIGN_OR_RETURN(set.ports,
@@ -127,8 +146,15 @@ int RunWorkerDaemon(int argc, char** argv, const WorkerDaemonSpec& spec) {
   for (const std::string& r : spec.roles) roles += (roles.empty() ? "" : " | ") + r;
   app.add_option("--role", f.role, "What this worker does: " + roles);
   app.add_option("--transfer", f.transfer,
-                 "Register the KV pool for peers' one-sided reads: none, inproc or ucx (and "
-                 "cuda_ipc, nccl where built)");
+                 "Register the KV pool for peers' one-sided reads and pull through it: auto, "
+                 "none, inproc or ucx (and cuda_ipc, nccl where built); auto: cuda_ipc for a "
+                 "cuda pool, ucx for a cpu pool");
+  app.add_option("--mock-transfer-gbps", f.mock_transfer_gbps,
+                 "Mock backend: KV pulls take bytes / this rate (GB/s) of simulated time")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--pull-timeout,--pull-timeout-s", f.pull_timeout_s,
+                 "Seconds a KV pull may take before the request is prefilled here")
+      ->check(CLI::PositiveNumber);
   app.add_option("--model", f.model.model, "Checkpoint dir, builtin:demo or builtin:llama-100m");
   app.add_option("--weights", f.weights, "checkpoint | random");
   app.add_option("--seed", f.model.weights_seed, "Seed of random weights");

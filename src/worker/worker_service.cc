@@ -5,10 +5,13 @@
 #include <utility>
 
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "tandem/block_hash.h"
+#include "transfer/kv_puller.h"
 #include "worker/generate_call.h"
 #include "worker/grpc_status.h"
 #include "worker/kv_proto.h"
+#include "worker/lease_releaser.h"
 #include "worker/load_stream.h"
 
 namespace tandem::worker {
@@ -22,11 +25,12 @@ class RejectReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse
   void OnDone() override { delete this; }
 };
 
-GenerateRequest FromProto(const v1::GenerateRequest& in) {
+GenerateRequest RequestFromProto(const v1::GenerateRequest& in) {
   GenerateRequest out;
   out.prompt_tokens.assign(in.prompt_tokens().begin(), in.prompt_tokens().end());
   out.cache_salt = in.cache_salt();
   out.prefill_only = in.prefill_only();
+  if (in.has_kv_source()) out.kv_source = FromProto(in.kv_source());
   const v1::SamplingParams& p = in.sampling();
   SamplingParams& s = out.sampling;
   if (p.has_temperature()) s.temperature = p.temperature();
@@ -96,7 +100,7 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* WorkerService::Generate(
       return new RejectReactor(grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
                                             "request_id " + request_id + " is already running"));
     }
-    auto submitted = engine_->Submit(FromProto(*request));
+    auto submitted = engine_->Submit(RequestFromProto(*request));
     if (!submitted.ok()) {
       spdlog::debug("request rejected request_id={} error={}", request_id,
                     Quoted(submitted.status().ToString()));
@@ -152,6 +156,26 @@ grpc::ServerUnaryReactor* WorkerService::Cancel(grpc::CallbackServerContext* con
 }
 
 Status WorkerService::RegisterKvMemory() {
+  TANDEM_RETURN_IF_ERROR(RegisterPool());
+  if (options_.role == v1::WORKER_ROLE_PREFILL) return OkStatus();
+  // Released leases hold the prefill workers' blocks no longer than the pull needs.
+  auto releaser = std::make_shared<LeaseReleaser>();
+  kv_puller_ = transfer::CreateKvPuller(
+      {.backend = kv_registration_ ? options_.transfer : nullptr,
+       .local = kv_registration_.get(),
+       .block_bytes = engine_->kv_layout().BlockBytes(),
+       .timeout = options_.pull_timeout,
+       .simulated_bytes_per_second = options_.simulated_transfer_bytes_per_second,
+       .simulated_speedup = options_.simulated_speedup,
+       .release = [releaser](const KvSource& source, std::vector<int32_t> blocks,
+                             std::function<void(const Status&)> done) {
+         releaser->Release(source, std::move(blocks), std::move(done));
+       }});
+  engine_->SetKvPuller(kv_puller_);
+  return OkStatus();
+}
+
+Status WorkerService::RegisterPool() {
   if (options_.transfer == nullptr) return OkStatus();
   const std::optional<KvMemory> memory = engine_->kv_memory();
   if (!memory) return OkStatus();  // A simulated pool (mock): nothing to read.
@@ -173,10 +197,12 @@ grpc::ServerUnaryReactor* WorkerService::ReleaseKv(grpc::CallbackServerContext* 
                                                    v1::ReleaseKvResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   // Applied on the engine thread, which answers (quickly: it only finishes the call).
-  engine_->ReleaseKv(request->lease_id(), [reactor, response](const Status& s) {
+  std::vector<int32_t> blocks(request->block_ids().begin(), request->block_ids().end());
+  engine_->ReleaseKv(request->lease_id(), std::move(blocks), [reactor, response](const Status& s) {
     response->set_released(s.ok());
-    reactor->Finish(s.ok() || s.code() == StatusCode::kNotFound ? grpc::Status::OK
-                                                                : ToGrpcStatus(s));
+    const bool answered =
+        s.ok() || s.code() == StatusCode::kNotFound || s.code() == StatusCode::kInvalidArgument;
+    reactor->Finish(answered ? grpc::Status::OK : ToGrpcStatus(s));
   });
   return reactor;
 }

@@ -41,6 +41,12 @@ struct WorkerServiceOptions {
   // Where the engine's KV pool is registered for peers' one-sided reads (disaggregation); null:
   // nowhere. Outlives the service.
   transfer::Backend* transfer = nullptr;
+  // Decode: a mock prefill worker's KV (no memory behind it) is "pulled" at this rate, in
+  // simulated time (divided by the mock's speedup); 0: such a source is recomputed.
+  double simulated_transfer_bytes_per_second = 0;
+  double simulated_speedup = 1.0;
+  // Deadline of one KV pull's reads.
+  std::chrono::milliseconds pull_timeout{10000};
 };
 
 class WorkerService final : public v1::Worker::CallbackService {
@@ -75,7 +81,8 @@ class WorkerService final : public v1::Worker::CallbackService {
   int CancelAll();
 
   // Registers the engine's KV pool with options.transfer (nothing without one, or for an engine
-  // without KV memory); its descriptor is then reported by GetInfo and in KV handles.
+  // without KV memory); its descriptor is then reported by GetInfo and in KV handles. Gives the
+  // engine (unless it only prefills) the KvPuller that decode requests pull through.
   Status RegisterKvMemory();
 
   int active_requests() const;
@@ -84,6 +91,8 @@ class WorkerService final : public v1::Worker::CallbackService {
  private:
   class StatsTask;
 
+  // The engine's pool with options.transfer.
+  Status RegisterPool();
   void OnGenerateFinished(RequestId engine_id, const std::string& request_id);
   void OnGenerateDone(RequestId engine_id);
 
@@ -91,6 +100,7 @@ class WorkerService final : public v1::Worker::CallbackService {
   WorkerMetrics* const metrics_;
   const WorkerServiceOptions options_;
   std::unique_ptr<transfer::Registration> kv_registration_;  // Set before serving.
+  std::shared_ptr<KvPuller> kv_puller_;                      // Set before serving.
 
   mutable std::mutex mu_;
   std::condition_variable idle_cv_;

@@ -367,9 +367,9 @@ TEST_P(EngineTest, APrefillOnlyRequestLeasesItsPromptBlocksUntilReleased) {
 
   // Released once; a second release, or an unknown lease, is NotFound and changes nothing.
   std::promise<Status> released, again, unknown;
-  engine->ReleaseKv(handle.lease_id, [&](const Status& s) { released.set_value(s); });
-  engine->ReleaseKv(handle.lease_id, [&](const Status& s) { again.set_value(s); });
-  engine->ReleaseKv(handle.lease_id ^ 1, [&](const Status& s) { unknown.set_value(s); });
+  engine->ReleaseKv(handle.lease_id, {}, [&](const Status& s) { released.set_value(s); });
+  engine->ReleaseKv(handle.lease_id, {}, [&](const Status& s) { again.set_value(s); });
+  engine->ReleaseKv(handle.lease_id ^ 1, {}, [&](const Status& s) { unknown.set_value(s); });
   EXPECT_TRUE(released.get_future().get().ok());
   EXPECT_EQ(again.get_future().get().code(), StatusCode::kNotFound);
   EXPECT_EQ(unknown.get_future().get().code(), StatusCode::kNotFound);
@@ -407,7 +407,7 @@ TEST_P(EngineTest, KvLeasesNeverReleasedExpireAndFreeTheirBlocks) {
     return s.kv_leases == 0 && s.kv_leases_expired == 1 && s.blocks_available == total;
   })) << engine->stats().blocks_available;
   std::promise<Status> late;
-  engine->ReleaseKv(prefill.kv_handle->lease_id, [&](const Status& s) { late.set_value(s); });
+  engine->ReleaseKv(prefill.kv_handle->lease_id, {}, [&](const Status& s) { late.set_value(s); });
   EXPECT_EQ(late.get_future().get().code(), StatusCode::kNotFound);
 }
 

@@ -40,6 +40,11 @@ TEST_F(KvLeasesTest, APeersClaimsAreCheckedNotTrusted) {
   const uint64_t id = leases_.Grant(blocks, 32).id;
   EXPECT_TRUE(leases_.Check(id, blocks).ok());
   EXPECT_TRUE(leases_.Check(id, std::vector<BlockId>{blocks[1]}).ok());
+  // Its blocks out of order, or with a gap, are not what a pull after a prefix reads.
+  EXPECT_EQ(leases_.Check(id, std::vector<BlockId>{blocks[1], blocks[0]}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(leases_.Check(id, std::vector<BlockId>{blocks[1], blocks[1]}).status().code(),
+            StatusCode::kInvalidArgument);
   // Blocks the lease does not hold, in the pool's range or not.
   const std::vector<BlockId> other = Take(1);
   EXPECT_EQ(leases_.Check(id, other).status().code(), StatusCode::kInvalidArgument);

@@ -40,9 +40,11 @@ class FakeEngine final : public Engine {
   }
   void Cancel(RequestId id) override {}
   std::optional<KvMemory> kv_memory() const override { return std::nullopt; }
-  void ReleaseKv(uint64_t lease_id, std::function<void(const Status&)> done) override {
+  void ReleaseKv(uint64_t lease_id, std::vector<int32_t> blocks,
+                 std::function<void(const Status&)> done) override {
     done(NotFoundError("the fake engine grants no KV leases"));
   }
+  void SetKvPuller(std::shared_ptr<KvPuller> puller) override {}
   int vocab_size() const override { return 1000; }
   int max_model_len() const override { return 4096; }
   EngineStats stats() const override {
