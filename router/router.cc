@@ -12,6 +12,7 @@ namespace tandem::router {
 struct Router::Worker {
   WorkerId id;
   std::string name;
+  WorkerRole role = WorkerRole::kAggregated;
   bool up = false;
   bool in_snapshot = false;
   LoadReport load;
@@ -161,6 +162,11 @@ void Router::RemoveWorker(WorkerId id) {
   workers_[id.value()].reset();
 }
 
+void Router::SetRole(WorkerId id, WorkerRole role) {
+  std::lock_guard lock(mu_);
+  if (Worker* w = Find(id)) w->role = role;
+}
+
 void Router::SetUp(WorkerId id, bool up) {
   std::lock_guard lock(mu_);
   Worker* w = Find(id);
@@ -273,7 +279,9 @@ std::optional<RoutePlan> Router::Route(const RouteRequest& request) {
   std::lock_guard lock(mu_);
   up_.clear();
   for (const auto& w : workers_) {
-    if (w && w->up) up_.push_back(w.get());
+    if (w && w->up && (w->role == WorkerRole::kPrefill) == request.prefill) {
+      up_.push_back(w.get());
+    }
   }
   if (up_.empty()) return std::nullopt;
   matches_.clear();
@@ -286,6 +294,7 @@ std::optional<RoutePlan> Router::Route(const RouteRequest& request) {
   plan.router_ = this;
   plan.worker_ = w.id;
   plan.cost_ = cost;
+  plan.queued_prefill_tokens_ = w.PredictedQueuedPrefillTokens();
   plan.overlap_.worker = w.slot();
   for (const PrefixMatch& m : matches_) {
     if (m.worker == w.slot()) plan.overlap_ = m;
@@ -409,6 +418,7 @@ std::vector<WorkerView> Router::Snapshot() const {
     if (!w) continue;
     views.push_back(WorkerView{.id = w->id,
                                .name = w->name,
+                               .role = w->role,
                                .up = w->up,
                                .load = w->load,
                                .in_flight = w->in_flight,
@@ -425,6 +435,12 @@ std::vector<WorkerView> Router::Snapshot() const {
 size_t Router::num_up() const {
   std::lock_guard lock(mu_);
   return std::count_if(workers_.begin(), workers_.end(), [](const auto& w) { return w && w->up; });
+}
+
+size_t Router::num_prefill_up() const {
+  std::lock_guard lock(mu_);
+  return std::count_if(workers_.begin(), workers_.end(),
+                       [](const auto& w) { return w && w->up && w->role == WorkerRole::kPrefill; });
 }
 
 size_t Router::num_workers() const {

@@ -40,6 +40,10 @@
 namespace tandem::router {
 
 enum class RouterMode { kKv, kRoundRobin, kRandom, kLeastLoaded };
+
+// What a worker does (ARCHITECTURE §1): prefill workers take only the prefill of disaggregated
+// requests; aggregated and decode workers take the rest (a decode worker prefills locally too).
+enum class WorkerRole : uint8_t { kAggregated, kPrefill, kDecode };
 // "kv", "round-robin", "random", "least-loaded"; anything else is InvalidArgument listing them.
 StatusOr<RouterMode> ParseRouterMode(std::string_view name);
 std::string_view RouterModeName(RouterMode mode);
@@ -73,12 +77,16 @@ struct LoadReport {
 struct RouteRequest {
   std::span<const BlockHash> block_hashes = {};  // The prompt's full blocks, chained.
   int64_t prompt_tokens = 0;                     // isl
+  // Among prefill workers (a disaggregated request's prefill); else among the workers that
+  // decode (aggregated and decode).
+  bool prefill = false;
 };
 
 // One worker as the router sees it.
 struct WorkerView {
   WorkerId id;
   std::string name;
+  WorkerRole role = WorkerRole::kAggregated;
   bool up = false;
   LoadReport load;
   int in_flight = 0;            // Requests this process has on it now.
@@ -107,6 +115,9 @@ class RoutePlan {
   // Leading prompt blocks the worker holds, by tier, when the request was routed.
   const PrefixMatch& overlap() const { return overlap_; }
   double cost() const { return cost_; }
+  // The prefill work the worker was predicted to have queued when the request was routed, before
+  // the request's own (conditional disaggregation compares it with its threshold).
+  int64_t queued_prefill_tokens() const { return queued_prefill_tokens_; }
   // The worker has prefilled the prompt (its first token came back): the prompt no longer
   // counts as queued prefill work.
   void PrefillDone();
@@ -118,6 +129,7 @@ class RoutePlan {
   WorkerId worker_;
   PrefixMatch overlap_;
   double cost_ = 0;
+  int64_t queued_prefill_tokens_ = 0;
   int64_t prefill_tokens_ = 0;  // Counted as queued on the worker until PrefillDone.
   int64_t blocks_ = 0;          // Counted as active on the worker until released.
 };
@@ -145,6 +157,8 @@ class Router {
   // Going down forgets the worker's load and its blocks (they are rebuilt from a snapshot when
   // it returns: its events may have been missed meanwhile).
   void SetUp(WorkerId id, bool up);
+  // What the worker does, from its WorkerInfo (aggregated until told).
+  void SetRole(WorkerId id, WorkerRole role);
   void UpdateLoad(WorkerId id, const LoadReport& load);
 
   // KV events. ApplyKvEvent refuses (FailedPrecondition, nothing applied) an event whose id is
@@ -165,12 +179,15 @@ class Router {
   // The cluster's block size (positive), known once the first worker answers.
   void SetBlockSize(int block_size);
 
-  // Picks a worker that is up (nullopt when none is) and counts the request on it.
+  // Picks a worker that is up and of the request's roles (nullopt when none is) and counts the
+  // request on it.
   std::optional<RoutePlan> Route(const RouteRequest& request);
 
   const RouterOptions& options() const { return options_; }
   std::vector<WorkerView> Snapshot() const;
   size_t num_up() const;
+  // Workers up that take prefills of disaggregated requests.
+  size_t num_prefill_up() const;
   size_t num_workers() const;
   // Distinct blocks in the index, and (block, worker) pairs.
   size_t indexed_blocks() const;

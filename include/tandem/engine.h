@@ -93,6 +93,8 @@ struct RequestOutput {
   double queue_seconds = 0;
   // A prefill_only request's KV, on its final output (when it did not stop at its first token).
   std::optional<KvHandle> kv_handle;
+  // A request with a kv_source that could not be used: its prompt was computed here.
+  bool kv_recomputed = false;
 };
 
 // A single-producer (engine thread), single-consumer queue of a request's outputs.

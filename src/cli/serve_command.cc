@@ -37,6 +37,7 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 constexpr char kWorkerBinary[] = "tandem-decode-worker";
+constexpr char kPrefillWorkerBinary[] = "tandem-prefill-worker";
 constexpr char kFrontendBinary[] = "tandem-frontend";
 constexpr char kDemoModelName[] = "demo";
 
@@ -47,8 +48,14 @@ struct ServeArgs {
   std::string served_model_name;
   std::string weights;  // Empty: checkpoint for --model, random for the demo.
   uint64_t seed = 0;
-  int workers = 1;
+  int workers = 1;          // Aggregated workers; with prefill workers, decode workers.
+  int prefill_workers = 0;  // Disaggregated serving: tandem-prefill-worker processes' workers.
   int replicas = 0;  // Workers per worker process; 0: 1, or 16 for the mock backend.
+  // Disaggregation: how KV moves between workers, and when a prompt is prefilled remotely.
+  std::string transfer = "auto";
+  double mock_transfer_gbps = 50;
+  int64_t local_prefill_tokens = 512;  // tandem-frontend's defaults
+  int64_t max_prefill_queue_tokens = 65536;
   std::string state_dir;
   // Workers (tandem-decode-worker).
   std::string backend = engine::BackendOptions().backend;
@@ -212,6 +219,10 @@ Status ValidateArgs(const ServeArgs& args) {
   if (args.workers < 1 || args.workers > 1024) {
     return InvalidArgumentError("--workers: expected 1..1024, got " + std::to_string(args.workers));
   }
+  if (args.prefill_workers < 0 || args.prefill_workers > 1024) {
+    return InvalidArgumentError("--prefill-workers: expected 0..1024, got " +
+                                std::to_string(args.prefill_workers));
+  }
   if (args.replicas < 0 || args.replicas > 1024) {
     return InvalidArgumentError("--replicas: expected 0..1024, got " +
                                 std::to_string(args.replicas));
@@ -316,17 +327,23 @@ std::vector<std::string> Argv(const fs::path& binary, const Flags& flags) {
   return argv;
 }
 
-// Workers per worker process.
-int ReplicasPerProcess(const ServeArgs& args) {
+// Workers per worker process, for `workers` workers of one role.
+int ReplicasPerProcess(const ServeArgs& args, int workers) {
   const int per = args.replicas > 0 ? args.replicas : args.backend == "mock" ? 16 : 1;
-  return std::min(per, args.workers);
+  return std::min(per, workers);
 }
 
-// A worker process: `replicas` workers, with the ports they bound at the first start (empty
-// until then).
+// A worker process: `replicas` workers of one role, with the ports they bound at the first start
+// (empty until then).
 struct WorkerProcess {
+  bool prefill = false;  // tandem-prefill-worker (else tandem-decode-worker).
+  int index = 0;         // Among the processes of its role.
   int replicas = 1;
   std::vector<Ports> ports;
+
+  std::string name() const {
+    return (prefill ? "prefill-worker-" : "worker-") + std::to_string(index);
+  }
 };
 
 std::string PortList(const WorkerProcess& p, int Ports::*field) {
@@ -338,7 +355,7 @@ std::string PortList(const WorkerProcess& p, int Ports::*field) {
 }
 
 std::vector<std::string> WorkerArgv(const ServeArgs& args, const Resolved& model,
-                                    const fs::path& binary, int index, const WorkerProcess& proc,
+                                    const fs::path& binary, const WorkerProcess& proc,
                                     const fs::path& port_file) {
   Flags flags = {
       {"--model", model.model_dir.string()},
@@ -360,17 +377,23 @@ std::vector<std::string> WorkerArgv(const ServeArgs& args, const Resolved& model
       {"--drain-timeout", Number(args.drain_timeout_s)},
       {"--log-level", args.log_level},
       {"--log-format", args.log_format}};
+  if (args.prefill_workers > 0) {
+    flags.emplace_back("--role", proc.prefill ? "prefill" : "decode");
+    flags.emplace_back("--transfer", args.transfer);
+  }
   if (args.backend == "mock") {
     flags.emplace_back("--mock-speedup", Number(args.mock_speedup));
+    flags.emplace_back("--mock-transfer-gbps", Number(args.mock_transfer_gbps));
     if (!args.mock_profile.empty()) {
       flags.emplace_back("--mock-profile", fs::absolute(args.mock_profile).string());
     }
   }
   if (!args.disk_cache_path.empty()) {
     // One file per worker process (a process of several replicas adds ".r" for each).
+    const int same_role = proc.prefill ? args.prefill_workers : args.workers;
     flags.emplace_back("--disk-cache-path",
-                       args.workers == 1 ? args.disk_cache_path
-                                         : args.disk_cache_path + "." + std::to_string(index));
+                       (proc.prefill ? args.disk_cache_path + ".prefill" : args.disk_cache_path) +
+                           (same_role == 1 ? "" : "." + std::to_string(proc.index)));
   }
   if (proc.ports.empty()) flags.emplace_back("--port-file", port_file.string());
   std::vector<std::string> argv = Argv(binary, flags);
@@ -405,6 +428,8 @@ std::vector<std::string> FrontendArgv(const ServeArgs& args, const Resolved& mod
                  {"--body-timeout", std::to_string(args.body_timeout_s)},
                  {"--worker-stall-timeout", Number(args.worker_stall_timeout_s)},
                  {"--request-progress-timeout", Number(args.request_progress_timeout_s)},
+                 {"--local-prefill-tokens", std::to_string(args.local_prefill_tokens)},
+                 {"--max-prefill-queue-tokens", std::to_string(args.max_prefill_queue_tokens)},
                  {"--drain-timeout", Number(args.drain_timeout_s)},
                  {"--log-level", args.log_level},
                  {"--log-format", args.log_format}};
@@ -420,6 +445,10 @@ StatusOr<int> Serve(const ServeArgs& args, const BlockedSignals& signals) {
   TANDEM_RETURN_IF_ERROR(ValidateArgs(args));
   TANDEM_ASSIGN_OR_RETURN(fs::path bin_dir, BinaryDirectory());
   TANDEM_ASSIGN_OR_RETURN(fs::path worker_bin, FindDaemon(bin_dir, kWorkerBinary));
+  fs::path prefill_bin;
+  if (args.prefill_workers > 0) {
+    TANDEM_ASSIGN_OR_RETURN(prefill_bin, FindDaemon(bin_dir, kPrefillWorkerBinary));
+  }
   TANDEM_ASSIGN_OR_RETURN(fs::path frontend_bin, FindDaemon(bin_dir, kFrontendBinary));
   TANDEM_ASSIGN_OR_RETURN(Resolved model, Resolve(args));
   if (const int stale = TempDirectory::RemoveStale(); stale > 0) {
@@ -444,25 +473,35 @@ StatusOr<int> Serve(const ServeArgs& args, const BlockedSignals& signals) {
     return end.status();
   };
 
-  const int per_process = ReplicasPerProcess(args);
-  const int num_processes = (args.workers + per_process - 1) / per_process;
-  spdlog::info("starting workers count={} processes={} model={} dir={} weights={} backend={}",
-               args.workers, num_processes, Quoted(model.model_name),
-               Quoted(model.model_dir.string()), model.random_weights ? "random" : "checkpoint",
-               args.backend);
-  // Shared with the daemons' argv builders, which outlive this scope's locals otherwise.
-  auto processes = std::make_shared<std::vector<WorkerProcess>>(num_processes);
-  for (int k = 0; k < num_processes; ++k) {
-    (*processes)[k].replicas = std::min(per_process, args.workers - k * per_process);
+  // Shared with the daemons' argv builders, which outlive this scope's locals otherwise. The
+  // decode (or aggregated) workers' processes first, then the prefill workers'.
+  auto processes = std::make_shared<std::vector<WorkerProcess>>();
+  for (const bool prefill : {false, true}) {
+    const int workers = prefill ? args.prefill_workers : args.workers;
+    if (workers == 0) continue;
+    const int per_process = ReplicasPerProcess(args, workers);
+    for (int k = 0; k * per_process < workers; ++k) {
+      processes->push_back({.prefill = prefill,
+                            .index = k,
+                            .replicas = std::min(per_process, workers - k * per_process)});
+    }
   }
+  const int num_processes = static_cast<int>(processes->size());
+  spdlog::info(
+      "starting workers count={} prefill_workers={} processes={} model={} dir={} weights={} "
+      "backend={}",
+      args.workers, args.prefill_workers, num_processes, Quoted(model.model_name),
+      Quoted(model.model_dir.string()), model.random_weights ? "random" : "checkpoint",
+      args.backend);
   const fs::path run_path = run_dir->path();
   for (int k = 0; k < num_processes; ++k) {
     DaemonSpec spec;
-    spec.name = "worker-" + std::to_string(k);
+    spec.name = (*processes)[k].name();
     spec.role = DaemonSpec::Role::kWorker;
-    spec.argv = [&args, model, worker_bin, k, processes, run_path] {
-      return WorkerArgv(args, model, worker_bin, k, (*processes)[k],
-                        run_path / ("worker-" + std::to_string(k) + ".json"));
+    const fs::path binary = (*processes)[k].prefill ? prefill_bin : worker_bin;
+    spec.argv = [&args, model, binary, k, processes, run_path] {
+      const WorkerProcess& proc = (*processes)[k];
+      return WorkerArgv(args, model, binary, proc, run_path / (proc.name() + ".json"));
     };
     if (Status s = daemons.Add(std::move(spec)); !s.ok()) return abort_startup(s);
   }
@@ -470,7 +509,7 @@ StatusOr<int> Serve(const ServeArgs& args, const BlockedSignals& signals) {
   std::string worker_list;
   nlohmann::json worker_port_json = nlohmann::json::array();
   for (int k = 0; k < num_processes; ++k) {
-    const std::string who = "worker-" + std::to_string(k);
+    const std::string who = (*processes)[k].name();
     nlohmann::json ports;
     StatusOr<WaitEnd> end =
         WaitForPortFile(run_path / (who + ".json"), who, daemons, signals, deadline, &ports);
@@ -492,7 +531,11 @@ StatusOr<int> Serve(const ServeArgs& args, const BlockedSignals& signals) {
       bound.push_back(Ports{.grpc = *grpc_port, .metrics = *metrics_port});
       worker_list +=
           (worker_list.empty() ? "" : ",") + std::string("127.0.0.1:") + std::to_string(*grpc_port);
-      worker_port_json.push_back(replica);
+      nlohmann::json listed = replica;
+      listed["role"] = proc.prefill               ? "prefill"
+                       : args.prefill_workers > 0 ? "decode"
+                                                  : "aggregated";
+      worker_port_json.push_back(std::move(listed));
     }
     proc.ports = std::move(bound);
   }
@@ -536,9 +579,17 @@ StatusOr<int> Serve(const ServeArgs& args, const BlockedSignals& signals) {
     Status written = WriteFileAtomically(args.port_file, ports.dump() + "\n");
     if (!written.ok()) return abort_startup(written.WithContext("--port-file"));
   }
-  std::printf("tandem serve ready: http://%s:%d/v1 (model %s, %d worker%s)\n",
-              UrlHost(connect_host).c_str(), *http_port, model.model_name.c_str(), args.workers,
-              args.workers == 1 ? "" : "s");
+  if (args.prefill_workers > 0) {
+    std::printf(
+        "tandem serve ready: http://%s:%d/v1 (model %s, %d prefill and %d decode "
+        "workers)\n",
+        UrlHost(connect_host).c_str(), *http_port, model.model_name.c_str(), args.prefill_workers,
+        args.workers);
+  } else {
+    std::printf("tandem serve ready: http://%s:%d/v1 (model %s, %d worker%s)\n",
+                UrlHost(connect_host).c_str(), *http_port, model.model_name.c_str(), args.workers,
+                args.workers == 1 ? "" : "s");
+  }
   std::fflush(stdout);
 
   while (true) {
@@ -595,7 +646,24 @@ std::function<int()> AddServeCommand(CLI::App& app, int argc, char** argv) {
       ->group("Model");
   // Workers.
   const char* kWorkers = "Workers";
-  serve->add_option("--workers", a.workers, "Workers to start")->group(kWorkers);
+  serve
+      ->add_option("--workers,--decode-workers", a.workers,
+                   "Workers to start (with --prefill-workers: decode workers)")
+      ->group(kWorkers);
+  serve
+      ->add_option("--prefill-workers", a.prefill_workers,
+                   "Prefill workers (disaggregated serving: prompts are prefilled there and "
+                   "their KV pulled by the decode workers; 0: aggregated workers)")
+      ->group(kWorkers);
+  serve
+      ->add_option("--transfer", a.transfer,
+                   "With prefill workers: how KV moves between workers (auto, ucx, inproc, "
+                   "cuda_ipc, nccl); auto: cuda_ipc for cuda, ucx for cpu")
+      ->group(kWorkers);
+  serve
+      ->add_option("--mock-transfer-gbps", a.mock_transfer_gbps,
+                   "Mock backend: simulated KV transfer rate between workers, GB/s")
+      ->group(kWorkers);
   serve
       ->add_option("--replicas", a.replicas,
                    "Workers per worker process, each with its own engine and ports (0: 1, or 16 "
@@ -702,6 +770,16 @@ std::function<int()> AddServeCommand(CLI::App& app, int argc, char** argv) {
   serve
       ->add_option("--request-progress-timeout", a.request_progress_timeout_s,
                    "Seconds a request may wait for its worker's next message (0: forever)")
+      ->group(kFrontend);
+  serve
+      ->add_option("--local-prefill-tokens", a.local_prefill_tokens,
+                   "With prefill workers: a prompt whose part uncached on its decode worker is "
+                   "shorter than this is prefilled there")
+      ->group(kFrontend);
+  serve
+      ->add_option("--max-prefill-queue-tokens", a.max_prefill_queue_tokens,
+                   "With prefill workers: prefill on the decode worker when the chosen prefill "
+                   "worker has more prompt tokens queued than this (0: no limit)")
       ->group(kFrontend);
   // serve.
   const char* kServe = "Serve";

@@ -523,6 +523,7 @@ bool LlmEngine::Postprocess(const ScheduledSequence& s, SequenceResult& result) 
   out.prompt_tokens = seq->num_prompt;
   out.cached_prompt_tokens = seq->cached_prompt_tokens;
   out.queue_seconds = seq->queue_seconds;
+  out.kv_recomputed = seq->kv_recomputed;
   if (reason == FinishReason::kNone) {
     seq->stream->Push(std::move(out));
     return false;

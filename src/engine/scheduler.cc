@@ -146,6 +146,7 @@ bool Scheduler::StartPull(std::unique_ptr<Sequence>& owned, bool* wait) {
 
 void Scheduler::GiveUpPull(Sequence* seq, const Status& why, bool release) {
   seq->pull_wanted = false;
+  seq->kv_recomputed = true;
   ++pull_stats_.recomputes;
   const KvSource& source = *seq->request.kv_source;
   spdlog::warn("kv pull failed, prefilling here request={} peer={} error={}", seq->id.value(),

@@ -66,7 +66,8 @@ StatusOr<std::unique_ptr<Frontend>> Frontend::Create(const FrontendOptions& opti
   if (!pool.ok()) return pool.status();
   f->pool_ = std::move(pool).value();
 
-  const GenerationContext context{f->pool_.get(), f->model_.get(), f->metrics_.get()};
+  const GenerationContext context{f->pool_.get(), f->model_.get(), f->metrics_.get(),
+                                  options.disaggregation};
   f->api_ = std::make_unique<OpenAiApi>(OpenAiApiOptions{options.api_key}, context);
   HttpServerOptions http_options;
   http_options.host = options.host;

@@ -58,6 +58,8 @@ struct FrontendOptions {
   double worker_stall_timeout_s = 3;  // A worker silent this long leaves routing and health.
   // A request with no message from its worker this long fails; 0: never.
   double request_progress_timeout_s = 120;
+  // When a prompt is prefilled by a prefill worker rather than the worker that decodes it.
+  DisaggregationOptions disaggregation;
 };
 
 class Frontend {

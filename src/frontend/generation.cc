@@ -36,11 +36,13 @@ StatusOr<std::shared_ptr<Generation>> Generation::Start(const GenerationContext&
                   .block_hashes = HashBlocks(g->input_.prompt_ids, std::max(info->block_size(), 1),
                                              info->block_hash_seed()),
                   .sampling = g->input_.sampling,
+                  .block_size = std::max(info->block_size(), 1),
                   .arrival = g->input_.arrival};
   // The runner's callbacks hold the Generation until the call is done.
   TANDEM_ASSIGN_OR_RETURN(
       g->runner_,
-      RequestRunner::Start(context.pool, context.metrics, std::move(run), std::move(executor),
+      RequestRunner::Start(context.pool, context.metrics, context.disaggregation, std::move(run),
+                           std::move(executor),
                            {.on_response = [g](const v1::GenerateResponse& r) { g->OnResponse(r); },
                             .on_done = [g](const Status& s) { g->OnDone(s); }}));
   return g;

@@ -73,6 +73,7 @@ struct GenerationContext {
   WorkerPool* pool = nullptr;
   const ServedModel* model = nullptr;
   FrontendMetrics* metrics = nullptr;
+  DisaggregationOptions disaggregation;
 };
 
 class Generation : public std::enable_shared_from_this<Generation> {

@@ -69,6 +69,14 @@ tandem::Status Main(int argc, char** argv, int* exit_code) {
                  "its requests fail");
   app.add_option("--request-progress-timeout", o.request_progress_timeout_s,
                  "Seconds a request may wait for its worker's next message (0: forever)");
+  app.add_option("--local-prefill-tokens", o.disaggregation.local_prefill_tokens,
+                 "With prefill workers: a prompt whose part uncached on its decode worker is "
+                 "shorter than this is prefilled there")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-prefill-queue-tokens", o.disaggregation.max_prefill_queue_tokens,
+                 "With prefill workers: prefill on the decode worker when the chosen prefill "
+                 "worker has more prompt tokens queued than this (0: no limit)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off");
   app.add_option("--log-format", log_format, "text | json");
   try {

@@ -99,6 +99,12 @@ FrontendMetrics::FrontendMetrics()
                      .Name("tandem_frontend_router_decisions_total")
                      .Help("Requests routed to a worker, by router mode")
                      .Register(*registry_)),
+      prefills_(prometheus::BuildCounter()
+                    .Name("tandem_frontend_prefill_total")
+                    .Help("Requests by how their prompt was prefilled: remote (a prefill worker, "
+                          "its KV pulled), local (the worker that decodes), recomputed (the "
+                          "remote prefill failed and the decode worker did it)")
+                    .Register(*registry_)),
       overlap_blocks_(
           prometheus::BuildHistogram()
               .Name("tandem_frontend_router_overlap_blocks")
@@ -131,6 +137,10 @@ FrontendMetrics::FrontendMetrics()
 void FrontendMetrics::CountRoutingDecision(std::string_view mode, int overlap_blocks) {
   decisions_.Add({{"mode", std::string(mode)}}).Increment();
   overlap_blocks_.Observe(overlap_blocks);
+}
+
+void FrontendMetrics::CountPrefill(std::string_view path) {
+  prefills_.Add({{"path", std::string(path)}}).Increment();
 }
 
 void FrontendMetrics::SetRouterState(size_t indexed_blocks, uint64_t kv_event_lag,

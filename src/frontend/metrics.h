@@ -45,6 +45,9 @@ class FrontendMetrics {
   void SetRefusedWorkers(int n) { refused_workers_.Set(n); }
   // One routing decision, and the prompt blocks the chosen worker had cached.
   void CountRoutingDecision(std::string_view mode, int overlap_blocks);
+  // How a request's prompt was prefilled: "remote" (a prefill worker, its KV pulled), "local"
+  // (the decode or aggregated worker), "recomputed" (remote failed; the decode worker did it).
+  void CountPrefill(std::string_view path);
   // The router's index and event streams, as of now (refreshed when /metrics is read).
   void SetRouterState(size_t indexed_blocks, uint64_t kv_event_lag, int64_t resubscriptions,
                       int64_t snapshots);
@@ -66,6 +69,7 @@ class FrontendMetrics {
   prometheus::Family<prometheus::Gauge>& mock_seconds_;
   prometheus::Gauge& refused_workers_;
   prometheus::Family<prometheus::Counter>& decisions_;
+  prometheus::Family<prometheus::Counter>& prefills_;
   prometheus::Histogram& overlap_blocks_;
   prometheus::Gauge& indexed_blocks_;
   prometheus::Gauge& kv_event_lag_;

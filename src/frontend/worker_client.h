@@ -1,6 +1,6 @@
 // gRPC client reactors for the worker service's server streams (proto/tandem/v1/worker.proto):
-// Generate, StreamLoad and SubscribeKvEvents. They run on gRPC's callback threads and never
-// block; their callbacks must be quick (post elsewhere).
+// Generate, StreamLoad and SubscribeKvEvents; and a lease release that nobody waits for. They run
+// on gRPC's callback threads and never block; their callbacks must be quick (post elsewhere).
 //
 // Lifetime: gRPC needs a reactor to outlive its OnDone, while the frontend may drop its interest
 // earlier, so each reactor is held by a shared_ptr that it keeps to itself until OnDone has run
@@ -9,6 +9,8 @@
 // Thread safety: Cancel may be called from any thread at any time, also after the call ended.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <utility>
@@ -82,6 +84,23 @@ inline std::shared_ptr<GenerateCall> StartGenerate(v1::Worker::Stub& stub,
                                                    GenerateCall::Callbacks callbacks) {
   return GenerateCall::Start(stub, &v1::Worker::Stub::async_interface::Generate, std::move(request),
                              std::move(callbacks));
+}
+
+// Worker.ReleaseKv for a lease nobody will pull, without waiting for the answer (an unreleased
+// lease expires anyway).
+inline void ReleaseKvLease(std::shared_ptr<v1::Worker::Stub> stub, uint64_t lease_id) {
+  struct Call {
+    grpc::ClientContext context;
+    v1::ReleaseKvRequest request;
+    v1::ReleaseKvResponse response;
+    std::shared_ptr<v1::Worker::Stub> stub;
+  };
+  auto* call = new Call;
+  call->stub = std::move(stub);
+  call->request.set_lease_id(lease_id);
+  call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  call->stub->async()->ReleaseKv(&call->context, &call->request, &call->response,
+                                 [call](const grpc::Status&) { delete call; });
 }
 
 }  // namespace tandem::frontend

@@ -355,6 +355,10 @@ void WorkerPool::Probe(const std::shared_ptr<Worker>& w) {
     std::lock_guard lock(mu_);
     if (!w->connected) return;  // The stream already ended.
   }
+  router_->SetRole(w->id, info.role() == v1::WORKER_ROLE_PREFILL ? router::WorkerRole::kPrefill
+                          : info.role() == v1::WORKER_ROLE_DECODE
+                              ? router::WorkerRole::kDecode
+                              : router::WorkerRole::kAggregated);
   SetUp(w->id, true);
   Subscribe(w);
   spdlog::info("worker up worker={} model={} max_model_len={} block_size={}", w->address,

@@ -115,6 +115,7 @@ class WorkerPool final : private router::DiscoveryListener {
   int FailAll(const Status& status);
 
   size_t num_up() const { return router_->num_up(); }
+  size_t num_prefill_up() const { return router_->num_prefill_up(); }
   size_t num_workers() const { return router_->num_workers(); }
   // Requests routed and not yet released.
   int in_flight() const;

@@ -136,6 +136,7 @@ void GenerateCall::Pump() {
       response_.set_prompt_tokens(last->prompt_tokens);
       response_.set_cached_prompt_tokens(last->cached_prompt_tokens);
       response_.set_queue_seconds(last->queue_seconds);
+      response_.set_kv_recomputed(last->kv_recomputed);
       deps_.metrics->ObserveTimeToFirstToken(std::chrono::duration<double>(now - arrival_).count());
     }
     deps_.metrics->AddGeneratedTokens(n);
@@ -164,6 +165,7 @@ void GenerateCall::Pump() {
   response_.set_prompt_tokens(last->prompt_tokens);
   response_.set_cached_prompt_tokens(last->cached_prompt_tokens);
   response_.set_queue_seconds(last->queue_seconds);
+  response_.set_kv_recomputed(last->kv_recomputed);
   if (last->kv_handle) {
     v1::KvHandle* handle = response_.mutable_kv_handle();
     ToProto(*last->kv_handle, deps_.engine->kv_layout(), handle);

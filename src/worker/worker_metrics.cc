@@ -62,6 +62,30 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry)
                        .Add({})),
       disk_disabled_(SimpleGauge(registry, "tandem_kvcache_disk_disabled",
                                  "1 once the disk tier is off after an error")),
+      kv_leases_(SimpleGauge(registry, "tandem_worker_kv_leases",
+                             "KV leases held for decode workers' pulls (prefill role)")),
+      kv_leases_expired_(prometheus::BuildCounter()
+                             .Name("tandem_worker_kv_leases_expired_total")
+                             .Help("KV leases that expired unreleased")
+                             .Register(registry)
+                             .Add({})),
+      kv_pulls_family_(prometheus::BuildCounter()
+                           .Name("tandem_worker_kv_pulls_total")
+                           .Help("Prompts whose KV a prefill worker computed, by outcome: "
+                                 "pulled, or recomputed here (the source failed)")
+                           .Register(registry)),
+      kv_pulls_ok_(kv_pulls_family_.Add({{"outcome", "pulled"}})),
+      kv_pulls_recomputed_(kv_pulls_family_.Add({{"outcome", "recomputed"}})),
+      kv_pulled_bytes_(prometheus::BuildCounter()
+                           .Name("tandem_worker_kv_pulled_bytes_total")
+                           .Help("KV bytes pulled from prefill workers")
+                           .Register(registry)
+                           .Add({})),
+      kv_pull_seconds_(prometheus::BuildCounter()
+                           .Name("tandem_worker_kv_pull_seconds_total")
+                           .Help("Time of successful KV pulls, from start to the lease's release")
+                           .Register(registry)
+                           .Add({})),
       sim_expected_(SimpleGauge(registry, "tandem_worker_mock_expected_seconds",
                                 "Mock backend: predicted step time so far (real seconds)")),
       sim_actual_(SimpleGauge(registry, "tandem_worker_mock_actual_seconds",
@@ -129,6 +153,7 @@ void WorkerMetrics::Update(const EngineStats& stats, int active_requests) {
   disk_used_.Set(tiers.disk_blocks);
   disk_free_.Set(tiers.disk_capacity - tiers.disk_blocks);
   disk_disabled_.Set(tiers.disk.disabled ? 1 : 0);
+  kv_leases_.Set(stats.kv_leases);
   if (stats.simulation) {
     sim_expected_.Set(stats.simulation->expected_seconds);
     sim_actual_.Set(stats.simulation->actual_seconds);
@@ -151,6 +176,14 @@ void WorkerMetrics::Update(const EngineStats& stats, int active_requests) {
   add(bytes_family_.Add({{"direction", "from_disk"}}), tiers.disk.bytes_out, was.disk.bytes_out);
   add(disk_errors_, tiers.disk.errors, was.disk.errors);
   last_tiers_ = tiers;
+  add(kv_leases_expired_, stats.kv_leases_expired, last_.kv_leases_expired);
+  add(kv_pulls_ok_, stats.kv_pulls, last_.kv_pulls);
+  add(kv_pulls_recomputed_, stats.kv_pull_recomputes, last_.kv_pull_recomputes);
+  add(kv_pulled_bytes_, stats.kv_pulled_bytes, last_.kv_pulled_bytes);
+  if (stats.kv_pull_seconds > last_.kv_pull_seconds) {
+    kv_pull_seconds_.Increment(stats.kv_pull_seconds - last_.kv_pull_seconds);
+  }
+  last_ = stats;
 }
 
 }  // namespace tandem::worker

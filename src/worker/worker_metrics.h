@@ -64,6 +64,15 @@ class WorkerMetrics {
   prometheus::Gauge& disk_disabled_;
   std::mutex tiers_mu_;
   KvTiersStats last_tiers_;  // what the counters have counted so far
+  // Disaggregation: leases held (prefill), pulls and their bytes and time (decode).
+  prometheus::Gauge& kv_leases_;
+  prometheus::Counter& kv_leases_expired_;
+  prometheus::Family<prometheus::Counter>& kv_pulls_family_;
+  prometheus::Counter& kv_pulls_ok_;
+  prometheus::Counter& kv_pulls_recomputed_;
+  prometheus::Counter& kv_pulled_bytes_;
+  prometheus::Counter& kv_pull_seconds_;
+  EngineStats last_;  // The engine's counters as the counters above have counted them.
   prometheus::Gauge& sim_expected_;
   prometheus::Gauge& sim_actual_;
   prometheus::Histogram& ttft_;

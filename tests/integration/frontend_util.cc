@@ -95,6 +95,12 @@ double MetricValue(const std::string& text, const std::string& sample) {
   return -1;
 }
 
+double Metric(int port, const std::string& sample) {
+  HttpClient c(port);
+  const HttpResult r = c.Request(boost::beast::http::verb::get, "/metrics");
+  return r.status == 200 ? MetricValue(r.body, sample) : -1;
+}
+
 void ExpectError(const HttpResult& r, int status, const std::string& what) {
   SCOPED_TRACE(what);
   EXPECT_EQ(r.status, status) << r.body;

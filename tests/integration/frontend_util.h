@@ -62,6 +62,8 @@ std::vector<nlohmann::json> SseEvents(const std::string& body, bool* done);
 
 // The value of one sample (`name{labels}` exactly as exposed), or -1 when absent.
 double MetricValue(const std::string& text, const std::string& sample);
+// The sample as GET http://127.0.0.1:port/metrics shows it now; -1 when absent or unreachable.
+double Metric(int port, const std::string& sample);
 
 // Checks an OpenAI error object with `status`.
 void ExpectError(const HttpResult& r, int status, const std::string& what);

@@ -63,11 +63,6 @@ int CachedTokens(int port, const std::vector<int>& prompt, int max_tokens = 2) {
   return Json::parse(r.body)["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>();
 }
 
-double Metric(int port, const std::string& sample) {
-  auto text = HttpGet(port, "/metrics");
-  return text.ok() ? MetricValue(*text, sample) : -1;
-}
-
 // Requests a worker has finished (stopped or at their length).
 int WorkerRequests(const DaemonProcess& worker) {
   return static_cast<int>(

@@ -356,6 +356,55 @@ TEST_F(ServeTest, FlagsPassThroughAndBadOnesAreRefusedBeforeAnythingStarts) {
   EXPECT_EQ(serve.WaitExit(seconds(60)), 0) << serve.log();
 }
 
+// Issue 17: `serve --prefill-workers N --decode-workers M` starts both roles (mock workers,
+// their KV transfer simulated); every prompt longer than --local-prefill-tokens is prefilled on a
+// prefill worker and its KV pulled by a decode worker, and nothing stays leased.
+TEST_F(ServeTest, ServesWithPrefillAndDecodeWorkers) {
+  Serve serve(dir_, {"--backend", "mock", "--prefill-workers", "2", "--decode-workers", "2",
+                     "--replicas", "1", "--mock-speedup", "4", "--local-prefill-tokens", "64"});
+  ASSERT_GT(serve.http_port(), 0) << serve.log();
+  ASSERT_TRUE(WaitFor([&] { return serve.Health()["workers_up"] == 4; }, seconds(30)));
+  const Json ports = Json::parse(ReadFile(dir_ / "serve.json"));
+  std::map<std::string, int> roles;
+  for (const Json& w : ports["workers"]) ++roles[w["role"].get<std::string>()];
+  EXPECT_EQ(roles["prefill"], 2);
+  EXPECT_EQ(roles["decode"], 2);
+  EXPECT_NE(ReadFile(dir_ / "serve.out").find("2 prefill and 2 decode workers"), std::string::npos);
+
+  const std::string url = " --base-url http://127.0.0.1:" + std::to_string(serve.http_port());
+  const fs::path out_json = dir_ / "pd.json";
+  const std::string out = RunCommand(kTandem + " bench" + url +
+                                     " --dataset random --input-len 256 --output-len 8"
+                                     " --request-rate 20 --num-requests 20 --json-out " +
+                                     out_json.string() + " 2>&1; echo rc=$?");
+  ASSERT_NE(out.find("rc=0"), std::string::npos) << out;
+  const Json r = Json::parse(ReadFile(out_json));
+  EXPECT_EQ(r["summary"]["completed"], 20);
+  for (const Json& q : r["requests"]) EXPECT_EQ(q["output_tokens"], 8);
+  auto metrics = HttpGet(serve.http_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_EQ(MetricValue(*metrics, "tandem_frontend_prefill_total{path=\"remote\"}"), 20)
+      << *metrics;
+  double pulled = 0;
+  for (const Json& w : ports["workers"]) {
+    auto m = HttpGet(w["metrics_port"].get<int>(), "/metrics");
+    ASSERT_TRUE(m.ok());
+    if (w["role"] == "decode") {
+      pulled += MetricValue(*m, "tandem_worker_kv_pulls_total{outcome=\"pulled\"}");
+    } else {
+      EXPECT_TRUE(WaitFor(
+          [&] {
+            auto again = HttpGet(w["metrics_port"].get<int>(), "/metrics");
+            return again.ok() && MetricValue(*again, "tandem_worker_kv_leases") == 0;
+          },
+          seconds(10)));
+    }
+  }
+  EXPECT_EQ(pulled, 20);
+  kill(serve.pid(), SIGTERM);
+  EXPECT_EQ(serve.WaitExit(seconds(60)), 0) << serve.log();
+}
+
 // Issue 15: `tandem bench` against `tandem serve --backend mock`, end to end: processes of several
 // mock workers behind the real frontend, random and trace workloads, the server-reported slip, a
 // sweep, and a server that is gone.

@@ -700,5 +700,178 @@ TEST(WorkerTest, BadModelIsAOneLineErrorAndExitCodeOne) {
   EXPECT_NE(log.find("/nonexistent/model"), std::string::npos) << log;
 }
 
+// Disaggregation between processes (issue 17): a decode worker given a prefill worker's KV
+// handle pulls the prompt's KV over UCX and generates what one aggregated worker generates; when
+// the prefill worker is gone (SIGKILL after it returned the handle) or the handle is a peer's
+// nonsense, it prefills the prompt itself, with the same tokens, and counts it.
+// Tokens of the golden model's vocabulary (256), the same for the same `seed`.
+std::vector<int32_t> GoldenTokens(int n, int seed) {
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < n; ++i) tokens.push_back((seed * 31 + i * 7) % 250 + 3);
+  return tokens;
+}
+
+class DisaggregationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::vector<std::string> backends = transfer::AvailableBackends();
+    if (std::find(backends.begin(), backends.end(), "ucx") == backends.end()) {
+      GTEST_SKIP() << "built without UCX";
+    }
+    // Chunks of 32 tokens: every prompt here is prefilled in several steps.
+    prefill_ =
+        StartWorker({"--model", kGoldenDir, "--transfer", "ucx", "--max-num-batched-tokens", "32"},
+                    kPrefillWorker);
+    decode_ = StartWorker({"--model", kGoldenDir, "--role", "decode", "--transfer", "ucx"});
+    aggregated_ = StartWorker({"--model", kGoldenDir});
+    ASSERT_TRUE(prefill_ && decode_ && aggregated_);
+  }
+
+  // The decode request for `request`, prefilled on the prefill worker: prompt plus first token,
+  // with the handle. `first` receives the first token.
+  v1::GenerateRequest Prefilled(const v1::GenerateRequest& request, int32_t* first) {
+    auto stub = v1::Worker::NewStub(prefill_->channel());
+    v1::GenerateRequest p = request;
+    p.set_prefill_only(true);
+    const Streamed out = Generate(*stub, p);
+    EXPECT_TRUE(out.status.ok()) << out.status.error_message();
+    EXPECT_EQ(out.tokens.size(), 1u);
+    EXPECT_TRUE(out.kv_handle.has_value());
+    *first = out.tokens.empty() ? 0 : out.tokens[0];
+    v1::GenerateRequest d = request;
+    d.add_prompt_tokens(*first);
+    d.mutable_sampling()->set_max_tokens(request.sampling().max_tokens() - 1);
+    d.mutable_kv_source()->set_peer(prefill_->grpc_address());
+    if (out.kv_handle) *d.mutable_kv_source()->mutable_handle() = *out.kv_handle;
+    return d;
+  }
+
+  double DecodeMetric(const std::string& sample) {
+    auto text = HttpGet(decode_->metrics_port(), "/metrics");
+    return text.ok() ? MetricValue(*text, sample) : -1;
+  }
+
+  // Waits until the prefill worker holds no lease and neither worker holds a request's block
+  // beyond what its cache keeps (their load reports: no request active or waiting).
+  void ExpectNoLeaks() {
+    for (DaemonProcess* w : {prefill_.get(), decode_.get()}) {
+      if (w == nullptr) continue;
+      auto stub = v1::Worker::NewStub(w->channel());
+      EXPECT_TRUE(WaitForLoad(*stub, [](const v1::LoadReport& r) {
+        return r.active_requests() == 0 && r.waiting_requests() == 0;
+      }));
+    }
+    if (prefill_ == nullptr) return;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          auto text = HttpGet(prefill_->metrics_port(), "/metrics");
+          return text.ok() && MetricValue(*text, "tandem_worker_kv_leases") == 0;
+        },
+        seconds(10)));
+  }
+
+  std::vector<int32_t> Aggregated(const v1::GenerateRequest& request) {
+    auto stub = v1::Worker::NewStub(aggregated_->channel());
+    const Streamed out = Generate(*stub, request);
+    EXPECT_TRUE(out.status.ok()) << out.status.error_message();
+    return out.tokens;
+  }
+
+  std::unique_ptr<DaemonProcess> prefill_, decode_, aggregated_;
+};
+
+TEST_F(DisaggregationTest, PulledKvDecodesLikeOneWorkerAndOnlyMissingBlocksMove) {
+  auto decode = v1::Worker::NewStub(decode_->channel());
+  const v1::GenerateRequest whole = Greedy(GoldenTokens(6 * 16 + 5, 3), 12);
+  const std::vector<int32_t> expected = Aggregated(whole);
+  ASSERT_EQ(expected.size(), 12u);
+  int32_t first = 0;
+  const Streamed out = Generate(*decode, Prefilled(whole, &first));
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  EXPECT_EQ(first, expected[0]);
+  EXPECT_EQ(out.tokens, std::vector<int32_t>(expected.begin() + 1, expected.end()));
+  EXPECT_TRUE(
+      WaitFor([&] { return DecodeMetric("tandem_worker_kv_pulls_total{outcome=\"pulled\"}") == 1; },
+              seconds(5)));
+  const double bytes = DecodeMetric("tandem_worker_kv_pulled_bytes_total");
+  EXPECT_GT(bytes, 0);
+
+  // A longer prompt that starts with it: the decode worker holds its 6 full blocks and pulls
+  // only the 4 after them (3 full, and the part of one).
+  std::vector<int32_t> longer = GoldenTokens(6 * 16 + 5, 3);
+  longer.resize(6 * 16);
+  for (int32_t t : GoldenTokens(3 * 16 + 2, 11)) longer.push_back(t);
+  const v1::GenerateRequest more = Greedy(longer, 8);
+  const std::vector<int32_t> expected_more = Aggregated(more);
+  const Streamed out_more = Generate(*decode, Prefilled(more, &first));
+  EXPECT_EQ(out_more.tokens, std::vector<int32_t>(expected_more.begin() + 1, expected_more.end()));
+  EXPECT_TRUE(
+      WaitFor([&] { return DecodeMetric("tandem_worker_kv_pulls_total{outcome=\"pulled\"}") == 2; },
+              seconds(5)));
+  EXPECT_NEAR(DecodeMetric("tandem_worker_kv_pulled_bytes_total") - bytes, bytes / 7 * 4, 1)
+      << "7 blocks the first time, 4 the second";
+  EXPECT_EQ(DecodeMetric("tandem_worker_kv_pulls_total{outcome=\"recomputed\"}"), 0);
+  ExpectNoLeaks();
+}
+
+TEST_F(DisaggregationTest, APrefillWorkerKilledAfterItsHandleIsRecomputedWithTheSameTokens) {
+  const v1::GenerateRequest whole = Greedy(GoldenTokens(5 * 16 + 9, 5), 10);
+  const std::vector<int32_t> expected = Aggregated(whole);
+  int32_t first = 0;
+  const v1::GenerateRequest decode_request = Prefilled(whole, &first);
+  prefill_->Signal(SIGKILL);
+  ASSERT_TRUE(prefill_->WaitExit(seconds(10)).has_value());
+  prefill_.reset();
+  auto decode = v1::Worker::NewStub(decode_->channel());
+  const Streamed out = Generate(*decode, decode_request);
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  EXPECT_EQ(out.tokens, std::vector<int32_t>(expected.begin() + 1, expected.end()));
+  EXPECT_TRUE(WaitFor(
+      [&] { return DecodeMetric("tandem_worker_kv_pulls_total{outcome=\"recomputed\"}") == 1; },
+      seconds(5)));
+  ExpectNoLeaks();
+}
+
+TEST_F(DisaggregationTest, NonsenseInAKvHandleIsRecomputedNeverTrusted) {
+  const v1::GenerateRequest whole = Greedy(GoldenTokens(4 * 16 + 3, 8), 6);
+  const std::vector<int32_t> expected = Aggregated(whole);
+  auto decode = v1::Worker::NewStub(decode_->channel());
+  const std::vector<std::function<void(v1::KvSource*)>> spoil = {
+      [](v1::KvSource* s) { s->mutable_handle()->set_transfer_descriptor("garbage"); },
+      [](v1::KvSource* s) { s->mutable_handle()->set_block_ids(0, 1 << 30); },
+      [](v1::KvSource* s) { s->mutable_handle()->set_num_tokens(-4); },
+      [](v1::KvSource* s) { s->mutable_handle()->mutable_kv_layout()->set_element_bytes(7); },
+      [](v1::KvSource* s) { s->mutable_handle()->set_lease_id(12345); },
+      [](v1::KvSource* s) { s->set_peer("127.0.0.1:1"); },
+  };
+  int recomputed = 0;
+  for (size_t i = 0; i < spoil.size(); ++i) {
+    SCOPED_TRACE("case " + std::to_string(i));
+    v1::GenerateRequest salted = whole;
+    salted.set_cache_salt("case " + std::to_string(i));  // Nothing cached from an earlier case.
+    int32_t first = 0;
+    v1::GenerateRequest bad = Prefilled(salted, &first);
+    const uint64_t lease = bad.kv_source().handle().lease_id();
+    spoil[i](bad.mutable_kv_source());
+    const Streamed out = Generate(*decode, bad);
+    ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+    EXPECT_EQ(out.tokens, std::vector<int32_t>(expected.begin() + 1, expected.end()));
+    ++recomputed;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          return DecodeMetric("tandem_worker_kv_pulls_total{outcome=\"recomputed\"}") == recomputed;
+        },
+        seconds(5)));
+    // Whatever the spoiled handle said, the real lease goes (released here if still held).
+    auto prefill = v1::Worker::NewStub(prefill_->channel());
+    grpc::ClientContext ctx;
+    v1::ReleaseKvRequest release;
+    release.set_lease_id(lease);
+    v1::ReleaseKvResponse released;
+    EXPECT_TRUE(prefill->ReleaseKv(&ctx, release, &released).ok());
+  }
+  ExpectNoLeaks();
+}
+
 }  // namespace
 }  // namespace tandem::testing
