@@ -13,10 +13,15 @@
 #                                         # (10: the whole trace in 102 s), both routers
 #   bench/run_mock_cluster.sh sweep       # 16 workers, SPEEDUPS ("1.5 4 6") x both routers,
 #                                         # DURATION (300) each
+#   bench/run_mock_cluster.sh pd          # issue 17: 4 workers as 4 aggregated, 1P3D, 2P2D and
+#                                         # 3P1D (KV at 50 GB/s), Azure code (CODE_SPEEDUPS) and
+#                                         # conversation (CONV_SPEEDUPS) traces and random
+#                                         # 4000/250 (RANDOM_RATES), DURATION (90) each; then
+#                                         # 2P2D's --local-prefill-tokens 0 and 2048 (~45 min)
 #
 # Environment: OUT, TRACES, and for mooncake SPEEDUP (3), DURATION (600), WORKERS ("8 32"),
-# ROUTERS ("round-robin least-loaded"), BENCH_ARGS (more tandem bench flags). Each run prints
-# the bench table.
+# ROUTERS ("round-robin least-loaded"), BENCH_ARGS (more tandem bench flags), SERVE_ARGS (more
+# tandem serve flags). Each run prints the bench table.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/mock_cluster}
@@ -33,8 +38,8 @@ serve_and_bench() {
   shift 3
   rm -f "$out/$name.ports.json"
   setsid build/bin/tandem serve --model "$model" --backend mock --workers "$workers" \
-    --num-blocks "$blocks" --router-mode "$router" --port 0 --port-file "$out/$name.ports.json" \
-    --log-level warn >"$out/$name.serve.log" 2>&1 &
+    --num-blocks "$blocks" --router-mode "$router" ${SERVE_ARGS:-} --port 0 \
+    --port-file "$out/$name.ports.json" --log-level warn >"$out/$name.serve.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 300); do [ -f "$out/$name.ports.json" ] && break; sleep 0.2; done
   local port
@@ -58,7 +63,44 @@ routers_on() {
   done
 }
 
+# pd_on NAME WORKERS [SERVE FLAGS...]: the P/D study's workloads on one cluster shape (WORKERS
+# aggregated or decode workers, the flags adding prefill workers), goodput at TTFT <= 2 s and
+# TPOT <= 50 ms.
+pd_on() {
+  local name=$1 workers=$2
+  shift 2
+  local d=${DURATION:-90} azure="$traces/azure_llm_inference_2023"
+  for speedup in ${CODE_SPEEDUPS:-10 20}; do
+    SERVE_ARGS="$*" serve_and_bench "${name}_code_x$speedup" "$workers" kv --dataset azure \
+      --path "$azure/AzureLLMInferenceTrace_code.csv" --speedup "$speedup" --duration "$d" \
+      --goodput ttft:2000,tpot:50
+  done
+  for speedup in ${CONV_SPEEDUPS:-6 12}; do
+    SERVE_ARGS="$*" serve_and_bench "${name}_conv_x$speedup" "$workers" kv --dataset azure \
+      --path "$azure/AzureLLMInferenceTrace_conv.csv" --speedup "$speedup" --duration "$d" \
+      --goodput ttft:2000,tpot:50
+  done
+  for rate in ${RANDOM_RATES:-6 12}; do
+    SERVE_ARGS="$*" serve_and_bench "${name}_random_r$rate" "$workers" kv --dataset random \
+      --input-len 4000 --output-len 250 --request-rate "$rate" --duration "$d" \
+      --num-requests $((rate * d)) --goodput ttft:2000,tpot:50
+  done
+}
+
 case "${1:-mooncake}" in
+  pd)
+    # serve_and_bench's WORKERS argument is the decode (or aggregated) count; the prefill
+    # workers come in SERVE_ARGS.
+    pd_on pd_agg4 4
+    pd_on pd_1p3d 3 --prefill-workers 1 --mock-transfer-gbps 50
+    pd_on pd_2p2d 2 --prefill-workers 2 --mock-transfer-gbps 50
+    pd_on pd_3p1d 1 --prefill-workers 3 --mock-transfer-gbps 50
+    for threshold in 0 2048; do
+      SERVE_ARGS="--prefill-workers 2 --mock-transfer-gbps 50 --local-prefill-tokens $threshold" \
+        serve_and_bench "pd_2p2d_t${threshold}_conv_x12" 2 kv --dataset azure \
+        --path "$traces/azure_llm_inference_2023/AzureLLMInferenceTrace_conv.csv" --speedup 12 \
+        --duration "${DURATION:-90}" --goodput ttft:2000,tpot:50
+    done ;;
   mooncake)
     for workers in ${WORKERS:-8 32}; do
       for router in ${ROUTERS:-round-robin least-loaded}; do

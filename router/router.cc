@@ -101,6 +101,7 @@ RoutePlan& RoutePlan::operator=(RoutePlan&& other) noexcept {
   worker_ = other.worker_;
   overlap_ = other.overlap_;
   cost_ = other.cost_;
+  queued_prefill_tokens_ = other.queued_prefill_tokens_;
   prefill_tokens_ = std::exchange(other.prefill_tokens_, 0);
   blocks_ = std::exchange(other.blocks_, 0);
   return *this;

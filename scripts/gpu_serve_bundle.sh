@@ -6,6 +6,7 @@
 #   scripts/gpu_serve_bundle.sh            # writes .carry_serve/bundle.tar.xz (~20 MB)
 #
 # The bundle holds bin/ (stripped: tandem, tandem-frontend, tandem-decode-worker,
+# tandem-prefill-worker, bench_transfer,
 # bench_engine_workload, bench_engine_gpu), lib/, model/ (a Llama-3.1-8B directory without
 # weights: scripts/llama31_8b_dir.py, the real Llama 3 tokenizer) and model-1b/ (Llama-3.2-1B
 # shapes). Run it there with
@@ -14,7 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${TANDEM_BUILD_DIR:-build}
 out=.carry_serve
-bins=(tandem tandem-frontend tandem-decode-worker bench_engine_workload bench_engine_gpu)
+bins=(tandem tandem-frontend tandem-decode-worker tandem-prefill-worker bench_engine_workload
+  bench_engine_gpu bench_transfer)
 if [[ ! -f "$build_dir/build.ninja" ]]; then scripts/build.sh; fi
 grep -q "TANDEM_CUDA:BOOL=ON" "$build_dir/CMakeCache.txt" ||
   { echo "gpu_serve_bundle: $build_dir is configured without CUDA" >&2; exit 1; }

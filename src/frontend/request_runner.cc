@@ -49,11 +49,25 @@ std::optional<RouteSlot> RequestRunner::RouteTo(bool prefill) {
   return slot;
 }
 
+PrefillPlace ChoosePrefillPlace(const DisaggregationOptions& options,
+                                const PrefillDecision& request) {
+  if (request.max_tokens <= 1 || request.prefill_workers_up == 0) return PrefillPlace::kLocal;
+  const int64_t uncached = request.prompt_tokens - request.decode_cached_tokens;
+  return uncached >= options.local_prefill_tokens ? PrefillPlace::kRemote : PrefillPlace::kLocal;
+}
+
+bool PrefillQueueAdmits(const DisaggregationOptions& options, int64_t queued_prefill_tokens) {
+  return options.max_prefill_queue_tokens <= 0 ||
+         queued_prefill_tokens <= options.max_prefill_queue_tokens;
+}
+
 bool RequestRunner::WantsRemotePrefill(const RouteSlot& decode) const {
-  if (input_.sampling.max_tokens() <= 1 || pool_->num_prefill_up() == 0) return false;
-  const int64_t uncached = static_cast<int64_t>(input_.prompt_ids.size()) -
-                           int64_t{decode.plan.overlap().device_blocks} * input_.block_size;
-  return uncached >= options_.local_prefill_tokens;
+  const PrefillDecision request{
+      .prompt_tokens = static_cast<int64_t>(input_.prompt_ids.size()),
+      .decode_cached_tokens = int64_t{decode.plan.overlap().device_blocks} * input_.block_size,
+      .prefill_workers_up = pool_->num_prefill_up(),
+      .max_tokens = input_.sampling.max_tokens()};
+  return ChoosePrefillPlace(options_, request) == PrefillPlace::kRemote;
 }
 
 v1::GenerateRequest RequestRunner::BaseRequest() const {
@@ -71,8 +85,7 @@ Status RequestRunner::Route() {
   ++attempts_;
   if (WantsRemotePrefill(*decode)) {
     std::optional<RouteSlot> prefill = RouteTo(/*prefill=*/true);
-    if (prefill && (options_.max_prefill_queue_tokens <= 0 ||
-                    prefill->plan.queued_prefill_tokens() <= options_.max_prefill_queue_tokens)) {
+    if (prefill && PrefillQueueAdmits(options_, prefill->plan.queued_prefill_tokens())) {
       decode_slot_ = std::move(*decode);
       slot_ = std::move(*prefill);
       stage_ = Stage::kPrefill;

@@ -51,6 +51,22 @@ struct DisaggregationOptions {
   int64_t max_prefill_queue_tokens = 65536;
 };
 
+// Where a prompt is prefilled, decided once its decode worker is chosen: kLocal there, kRemote on
+// the prefill worker.
+enum class PrefillPlace { kLocal, kRemote };
+struct PrefillDecision {
+  int64_t prompt_tokens = 0;
+  int64_t decode_cached_tokens = 0;  // The prompt's leading tokens the decode worker caches.
+  size_t prefill_workers_up = 0;
+  int max_tokens = 0;
+};
+// Before a prefill worker is chosen: remote unless the uncached part is short, no prefill worker
+// is up, or the first token is all the request wants.
+PrefillPlace ChoosePrefillPlace(const DisaggregationOptions& options,
+                                const PrefillDecision& request);
+// Once one is chosen: whether its queued prefill work (before this request) admits another.
+bool PrefillQueueAdmits(const DisaggregationOptions& options, int64_t queued_prefill_tokens);
+
 struct RunnerInput {
   std::string request_id;
   std::vector<int32_t> prompt_ids;

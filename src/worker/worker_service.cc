@@ -165,7 +165,10 @@ Status WorkerService::RegisterKvMemory() {
        .local = kv_registration_.get(),
        .block_bytes = engine_->kv_layout().BlockBytes(),
        .timeout = options_.pull_timeout,
-       .simulated_bytes_per_second = options_.simulated_transfer_bytes_per_second,
+       // Only a pool without memory (the mock's) may have its pulls simulated: a real one would
+       // decode from blocks nothing was written into.
+       .simulated_bytes_per_second =
+           engine_->kv_memory() ? 0.0 : options_.simulated_transfer_bytes_per_second,
        .simulated_speedup = options_.simulated_speedup,
        .release = [releaser](const KvSource& source, std::vector<int32_t> blocks,
                              std::function<void(const Status&)> done) {

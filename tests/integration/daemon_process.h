@@ -94,4 +94,21 @@ class DaemonProcess {
 // GET http://127.0.0.1:port/path; the body, or an error.
 StatusOr<std::string> HttpGet(int port, const std::string& path);
 
+// Polls GET /metrics on `port` until `ready(text)` holds or `timeout` passes; true when it held.
+// `last` (may be null) receives the last text read, for the failure message.
+template <typename Predicate>
+bool WaitForMetrics(int port, Predicate ready, std::string* last,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  std::string text;
+  const bool held = WaitFor(
+      [&] {
+        auto body = HttpGet(port, "/metrics");
+        text = body.ok() ? *body : "";
+        return ready(text);
+      },
+      timeout);
+  if (last != nullptr) *last = std::move(text);
+  return held;
+}
+
 }  // namespace tandem::testing

@@ -527,14 +527,13 @@ TEST_F(FrontendTest, ClientDisconnectMidStreamFreesTheBlocks) {
   }
   for (DaemonProcess* w : workers_) {
     std::string text;
-    EXPECT_TRUE(WaitFor(
-        [&] {
-          auto m = HttpGet(w->metrics_port(), "/metrics");
-          text = m.ok() ? *m : "";
-          return MetricValue(text, R"(tandem_kvcache_blocks{state="used",tier="device"})") == 0 &&
-                 MetricValue(text, R"(tandem_worker_requests_total{status="cancelled"})") >= 1;
+    EXPECT_TRUE(WaitForMetrics(
+        w->metrics_port(),
+        [](const std::string& m) {
+          return MetricValue(m, R"(tandem_kvcache_blocks{state="used",tier="device"})") == 0 &&
+                 MetricValue(m, R"(tandem_worker_requests_total{status="cancelled"})") >= 1;
         },
-        seconds(20)))
+        &text, seconds(20)))
         << text;
   }
   HttpClient c(port());

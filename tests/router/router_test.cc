@@ -59,6 +59,36 @@ TEST(RouterTest, RoutesNowhereWhenNoWorkerIsUp) {
   EXPECT_FALSE(router->Route({}).has_value());
 }
 
+// Disaggregation: a request's prefill goes only to prefill workers, everything else only to the
+// workers that decode; the plan says what the prefill worker had queued before.
+TEST(RouterTest, RolesKeepPrefillsAndDecodesApart) {
+  auto router = MakeRouter();
+  const WorkerId p = AddUp(*router, "p:1");
+  const WorkerId d = AddUp(*router, "d:1");
+  const WorkerId a = AddUp(*router, "a:1");
+  router->SetRole(p, WorkerRole::kPrefill);
+  router->SetRole(d, WorkerRole::kDecode);
+  EXPECT_EQ(router->num_prefill_up(), 1u);
+  std::vector<RoutePlan> plans;
+  for (int i = 0; i < 8; ++i) {
+    std::optional<RoutePlan> decode = router->Route({.prompt_tokens = 64});
+    ASSERT_TRUE(decode.has_value());
+    EXPECT_TRUE(decode->worker() == d || decode->worker() == a);
+    std::optional<RoutePlan> prefill = router->Route({.prompt_tokens = 64, .prefill = true});
+    ASSERT_TRUE(prefill.has_value());
+    EXPECT_EQ(prefill->worker(), p);
+    EXPECT_EQ(prefill->queued_prefill_tokens(), 64 * i) << "the prefills routed before it";
+    plans.push_back(std::move(*decode));
+    plans.push_back(std::move(*prefill));
+  }
+  // Without a prefill worker up, a prefill has nowhere to go (the frontend then prefills on the
+  // decode worker).
+  router->SetUp(p, false);
+  EXPECT_EQ(router->num_prefill_up(), 0u);
+  EXPECT_FALSE(router->Route({.prompt_tokens = 64, .prefill = true}).has_value());
+  EXPECT_TRUE(router->Route({.prompt_tokens = 64}).has_value());
+}
+
 TEST(RouterTest, RefusesADuplicateName) {
   auto router = MakeRouter();
   ASSERT_TRUE(router->AddWorker("a:1").ok());

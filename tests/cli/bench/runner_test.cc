@@ -16,8 +16,10 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// Slack above a scripted delay: scheduling on a loaded 2-core machine.
-constexpr double kSlackMs = 40;
+// Slack above a scripted delay: scheduling on a loaded 2-core machine (ctest -j2 beside the
+// integration tests' daemons has delayed a wake-up past 40 ms). Lower bounds stay as they were:
+// a token can be late, never early (only a gap after a late one shrinks).
+constexpr double kSlackMs = 150;
 
 Dataset Requests(int n, int output_len = 4) {
   DatasetOptions o;
@@ -76,8 +78,10 @@ TEST_F(RunnerTest, ScriptedDelaysAreWhatTheMetricsSay) {
   }
   const RunSummary s = SummarizeRun(result.records, result.duration_s, SloOptions());
   EXPECT_EQ(s.completed, 4);
-  EXPECT_NEAR(*s.itl_ms.p50, 20, 5);
-  EXPECT_NEAR(*s.tpot_ms.mean, 20, 8);
+  EXPECT_GE(*s.itl_ms.p50, 15.0);
+  EXPECT_LE(*s.itl_ms.p50, 20 + kSlackMs / 4);
+  EXPECT_GE(*s.tpot_ms.mean, 12.0);
+  EXPECT_LE(*s.tpot_ms.mean, 20 + kSlackMs / 4);
   EXPECT_NEAR(*s.cached_prompt_tokens_fraction, 3.0 / 8.0, 1e-9);
   // All four ran at once: the run lasts one request, throughput is 4 / that.
   EXPECT_GE(result.duration_s, 0.129);
