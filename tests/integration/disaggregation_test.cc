@@ -101,13 +101,17 @@ class DisaggregatedServingTest : public ::testing::Test {
             .release();
     decode_ = Start(WorkerBinary(), with({"--role", "decode", "--transfer", "ucx"})).release();
     aggregated_ = Start(WorkerBinary(), with({})).release();
-    if (!prefill_ || !decode_ || !aggregated_) return;
+    // A decode worker started without --transfer: it cannot pull, so it recomputes.
+    no_transfer_ = Start(WorkerBinary(), with({"--role", "decode"})).release();
+    if (!prefill_ || !decode_ || !aggregated_ || !no_transfer_) return;
     pd_ = StartFrontend(*model_dir_, {prefill_, decode_}, 32).release();
     one_ = StartFrontend(*model_dir_, {aggregated_}, 32).release();
+    cannot_pull_ = StartFrontend(*model_dir_, {prefill_, no_transfer_}, 32).release();
   }
 
   static void TearDownTestSuite() {
-    for (DaemonProcess** d : {&pd_, &one_, &prefill_, &decode_, &aggregated_}) {
+    for (DaemonProcess** d :
+         {&pd_, &one_, &cannot_pull_, &prefill_, &decode_, &aggregated_, &no_transfer_}) {
       delete std::exchange(*d, nullptr);
     }
     if (model_dir_ == nullptr) return;
@@ -120,7 +124,7 @@ class DisaggregatedServingTest : public ::testing::Test {
     if (model_dir_ == nullptr || !fs::exists(*model_dir_ / "config.json")) {
       GTEST_SKIP() << "../shared/data absent: no Qwen2 tokenizer";
     }
-    ASSERT_TRUE(pd_ && one_) << "the cluster did not start";
+    ASSERT_TRUE(pd_ && one_ && cannot_pull_) << "the cluster did not start";
   }
 
   static Json Post(const DaemonProcess* frontend, const Json& body) {
@@ -147,8 +151,10 @@ class DisaggregatedServingTest : public ::testing::Test {
   static inline DaemonProcess* prefill_ = nullptr;
   static inline DaemonProcess* decode_ = nullptr;
   static inline DaemonProcess* aggregated_ = nullptr;
+  static inline DaemonProcess* no_transfer_ = nullptr;
   static inline DaemonProcess* pd_ = nullptr;
   static inline DaemonProcess* one_ = nullptr;
+  static inline DaemonProcess* cannot_pull_ = nullptr;
 };
 
 TEST_F(DisaggregatedServingTest, GreedyCompletionsEqualOneWorkersAndArePrefilledRemotely) {
@@ -187,6 +193,26 @@ TEST_F(DisaggregatedServingTest, GreedyCompletionsEqualOneWorkersAndArePrefilled
       },
       seconds(10)));
   EXPECT_GT(Metric(decode_->metrics_port(), "tandem_worker_kv_pulled_bytes_total"), 0);
+}
+
+// A decode worker that cannot pull (no --transfer) recomputes the prompt: the client gets the
+// same completion, and the frontend and the worker count it as recomputed.
+TEST_F(DisaggregatedServingTest, ADecodeWorkerThatCannotPullRecomputesUnseen) {
+  const std::vector<int> prompt = Prompt(200, 77);
+  const Json got = Post(cannot_pull_, Completion(prompt, 10));
+  const Json want = Post(one_, Completion(prompt, 10));
+  ASSERT_FALSE(got.is_null() || want.is_null());
+  EXPECT_EQ(got["choices"][0]["text"], want["choices"][0]["text"]);
+  EXPECT_EQ(
+      Metric(cannot_pull_->metrics_port(), "tandem_frontend_prefill_total{path=\"recomputed\"}"),
+      1);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return Metric(no_transfer_->metrics_port(),
+                      "tandem_worker_kv_pulls_total{outcome=\"recomputed\"}") == 1 &&
+               Metric(prefill_->metrics_port(), "tandem_worker_kv_leases") == 0;
+      },
+      seconds(10)));
 }
 
 // Mock workers whose simulated time runs 50 times slower than real time: a 480-token prefill
