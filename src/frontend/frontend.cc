@@ -115,7 +115,7 @@ StatusOr<std::unique_ptr<Frontend>> Frontend::Create(const FrontendOptions& opti
     std::lock_guard lock(f->health_mu_);
     f->health_ready_ = true;
   }
-  f->UpdateHealth(f->pool_->num_up());
+  f->UpdateHealth(f->pool_->num_serving_up());
   if (!options.port_file.empty()) {
     Status s = f->WritePortFile();
     if (!s.ok()) return s;
@@ -159,7 +159,7 @@ Status Frontend::Run() {
   auto work = boost::asio::make_work_guard(io_);
   for (int i = 0; i < options_.http_threads; ++i) threads_.emplace_back([this] { io_.run(); });
   running_ = true;
-  UpdateHealth(pool_->num_up());
+  UpdateHealth(pool_->num_serving_up());
   spdlog::info("frontend ready model={} http={}:{} grpc_port={} workers={} router={}",
                Quoted(model_->name()), options_.host, http_->port(), grpc_port_,
                pool_->num_workers(), router::RouterModeName(options_.router.mode));
@@ -174,7 +174,7 @@ Status Frontend::Run() {
                pool_->in_flight(), options_.drain_timeout_s);
   NotifyStopping();
   draining_ = true;
-  UpdateHealth(pool_->num_up());
+  UpdateHealth(pool_->num_serving_up());
   api_->StopAdmitting();
   inference_->StopAdmitting();
   http_->StartDraining();

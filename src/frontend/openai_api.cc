@@ -239,8 +239,9 @@ void OpenAiApi::Handle(HttpRequest&& request, std::shared_ptr<HttpSession> sessi
     session->Reply(200, kJson, JsonText(ModelCard()));
   } else if (path == "/health") {
     if (!allow(http::verb::get)) return;
+    // Ok while a worker that can take a request is up (prefill workers alone cannot).
     const size_t up = context_.pool->num_up();
-    const int status = up > 0 && admitting_ ? 200 : 503;
+    const int status = context_.pool->num_serving_up() > 0 && admitting_ ? 200 : 503;
     context_.metrics->CountRequest(path, status);
     session->Reply(status, kJson,
                    JsonText(Json{{"status", status == 200 ? "ok"

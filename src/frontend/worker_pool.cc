@@ -230,7 +230,7 @@ void WorkerPool::SetUp(WorkerId id, bool up) {
     if (stopping_) return;
   }
   std::lock_guard lock(up_mu_);
-  const size_t now_up = router_->num_up();
+  const size_t now_up = num_serving_up();
   if (now_up == last_up_reported_) return;
   last_up_reported_ = now_up;
   options_.on_up_changed(now_up);
@@ -600,6 +600,12 @@ void WorkerPool::MarkDown(WorkerId id) {
   SetUp(id, false);
   // Ending the load stream makes the monitor probe the worker again.
   if (load) load->Cancel();
+}
+
+size_t WorkerPool::num_serving_up() const {
+  const size_t up = router_->num_up();
+  const size_t prefill = router_->num_prefill_up();
+  return up > prefill ? up - prefill : 0;
 }
 
 std::optional<v1::WorkerInfo> WorkerPool::ClusterInfo() const {

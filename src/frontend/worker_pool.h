@@ -67,7 +67,8 @@ struct WorkerPoolOptions {
   int stall_timeout_ms = 3000;
   // A request with no message from its worker this long ends with DEADLINE_EXCEEDED; 0: never.
   int progress_timeout_ms = 120000;
-  // Runs whenever the number of workers up changes, with the new number.
+  // Runs whenever the number of workers up that can take a request (num_serving_up: prefill
+  // workers alone cannot) changes, with the new number.
   std::function<void(size_t)> on_up_changed;
 };
 
@@ -116,6 +117,8 @@ class WorkerPool final : private router::DiscoveryListener {
 
   size_t num_up() const { return router_->num_up(); }
   size_t num_prefill_up() const { return router_->num_prefill_up(); }
+  // Workers up that can take a request whole (aggregated and decode workers): what health means.
+  size_t num_serving_up() const;
   size_t num_workers() const { return router_->num_workers(); }
   // Requests routed and not yet released.
   int in_flight() const;

@@ -4,9 +4,11 @@
 //   - greedy completions, streamed or not, equal those of one aggregated worker, and the
 //     frontend counts how each prompt was prefilled (remote, or local when short);
 //   - a client that leaves during a long remote prefill frees the prefill worker within 1 s
-//     (mock workers whose simulated time runs slow, so that the prefill lasts seconds).
+//     (mock workers whose simulated time runs slow, so that the prefill lasts seconds), and
+//     prefill workers alone are not a healthy cluster.
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -256,6 +258,21 @@ TEST(DisaggregatedCancelTest, AClientLeavingDuringARemotePrefillFreesThePrefillW
   std::printf("the prefill worker cancelled %.3f s after the client left\n", seconds_to_cancel);
   EXPECT_LT(seconds_to_cancel, 1.0);
   EXPECT_EQ(Metric(decode->metrics_port(), "tandem_worker_requests_total{status=\"length\"}"), 0);
+
+  // Prefill workers alone cannot serve: with the decode worker gone, health says so (503) while
+  // the prefill worker is still up.
+  decode->Signal(SIGKILL);
+  ASSERT_TRUE(decode->WaitExit(seconds(10)).has_value());
+  Json health;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        HttpClient c(frontend->metrics_port());
+        const HttpResult r = c.Request(boost::beast::http::verb::get, "/health");
+        health = Json::parse(r.body, nullptr, false);
+        return r.status == 503 && health.is_object() && health["workers_up"] == 1;
+      },
+      seconds(15)))
+      << health.dump();
   fs::remove_all(dir);
 }
 
