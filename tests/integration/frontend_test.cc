@@ -144,9 +144,16 @@ TEST_F(FrontendTest, HealthAndModels) {
   EXPECT_EQ(head.status, 200);
   EXPECT_TRUE(head.body.empty());
   EXPECT_EQ(c.Request(http::verb::get, "/health").status, 200);  // The connection still works.
-  // Issue 14 item 8: gRPC health reports the server and the Inference service alike.
-  EXPECT_EQ(frontend_->HealthStatus(), "SERVING");
-  EXPECT_EQ(frontend_->HealthStatus("tandem.v1.Inference"), "SERVING");
+  // Issue 14 item 8: gRPC health reports the server and the Inference service alike. It follows
+  // the pool's report of a worker coming up, which can land just after GET /health (computed
+  // when asked) saw the worker.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return frontend_->HealthStatus() == "SERVING" &&
+               frontend_->HealthStatus("tandem.v1.Inference") == "SERVING";
+      },
+      seconds(5)))
+      << frontend_->HealthStatus("tandem.v1.Inference");
   EXPECT_EQ(workers_[0]->HealthStatus("tandem.v1.Worker"), "SERVING");
 }
 
