@@ -55,7 +55,7 @@ struct ServeArgs {
   std::string transfer = "auto";
   double mock_transfer_gbps = 50;
   int64_t local_prefill_tokens = 512;  // tandem-frontend's defaults
-  int64_t max_prefill_queue_tokens = 65536;
+  int64_t max_prefill_queue_tokens = 0;
   std::string state_dir;
   // Workers (tandem-decode-worker).
   std::string backend = engine::BackendOptions().backend;

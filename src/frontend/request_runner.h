@@ -47,8 +47,10 @@ namespace tandem::frontend {
 // Conditional disaggregation (see above).
 struct DisaggregationOptions {
   int64_t local_prefill_tokens = 512;
-  // 0: no limit.
-  int64_t max_prefill_queue_tokens = 65536;
+  // 0 (the default): no limit. Measured on mock clusters (bench/README.md), sending overflow
+  // to the decode workers brings back the interference P/D removes: off until a rule that also
+  // weighs the decode workers' load.
+  int64_t max_prefill_queue_tokens = 0;
 };
 
 // Where a prompt is prefilled, decided once its decode worker is chosen: kLocal there, kRemote on

@@ -7,7 +7,7 @@ namespace tandem::frontend {
 namespace {
 
 TEST(PrefillDecisionTest, OnlyALongUncachedPartGoesToAPrefillWorker) {
-  const DisaggregationOptions options;  // 512 tokens, 65,536 queued.
+  const DisaggregationOptions options;  // 512 tokens, no queue limit.
   PrefillDecision r{
       .prompt_tokens = 4000, .decode_cached_tokens = 0, .prefill_workers_up = 2, .max_tokens = 100};
   EXPECT_EQ(ChoosePrefillPlace(options, r), PrefillPlace::kRemote);
