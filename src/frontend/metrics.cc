@@ -97,7 +97,8 @@ FrontendMetrics::FrontendMetrics()
                            .Add({})),
       decisions_(prometheus::BuildCounter()
                      .Name("tandem_frontend_router_decisions_total")
-                     .Help("Requests routed to a worker, by router mode")
+                     .Help("Routing decisions, by router mode (a request prefilled on a "
+                           "prefill worker makes two: its decode and its prefill worker)")
                      .Register(*registry_)),
       prefills_(prometheus::BuildCounter()
                     .Name("tandem_frontend_prefill_total")
