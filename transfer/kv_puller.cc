@@ -153,7 +153,14 @@ class Puller final : public KvPuller {
       // Real transfers are polled: a 2 MiB block takes ~50 µs, so a short sleep.
       if (moving) std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
+    // Stopping: pulls still held end now (the engine drops its pulls before its puller).
     for (auto& job : active) Cancelled(*job);
+    std::deque<std::shared_ptr<Job>> queued;
+    {
+      std::lock_guard<std::mutex> lock(shared_->mu);
+      queued.swap(shared_->queued);
+    }
+    for (auto& job : queued) Cancelled(*job);
   }
 
   bool IsCancelled(Job& job) {
@@ -164,11 +171,13 @@ class Puller final : public KvPuller {
   // Starts moving a job's bytes; false when it ended already.
   bool Begin(const std::shared_ptr<Job>& shared_job) {
     Job& job = *shared_job;
+    bool cancelled = false;
     {
       std::lock_guard<std::mutex> lock(shared_->mu);
       job.phase = Job::Phase::kMoving;
+      cancelled = job.cancelled;
     }
-    if (IsCancelled(job)) {
+    if (cancelled) {
       Cancelled(job);
       return false;
     }
@@ -254,10 +263,17 @@ class Puller final : public KvPuller {
   // once the prefill worker confirms it held them (then no block was reused under the read).
   void Moved(const std::shared_ptr<Job>& shared_job) {
     Job& job = *shared_job;
+    bool cancelled = false;
     {
       std::lock_guard<std::mutex> lock(shared_->mu);
-      if (job.phase == Job::Phase::kFinished) return;
-      job.phase = Job::Phase::kReleasing;
+      // A pull dropped meanwhile waits for its end: it gets it now, not after a release's round
+      // trip.
+      cancelled = job.cancelled;
+      if (!cancelled) job.phase = Job::Phase::kReleasing;
+    }
+    if (cancelled) {
+      Cancelled(job);
+      return;
     }
     if (!options_.release) {
       shared_->Finish(job, OkStatus());

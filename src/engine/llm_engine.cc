@@ -366,8 +366,6 @@ void LlmEngine::Loop() {
     for (Command& command : commands_) {
       if (auto* submit = std::get_if<SubmitCommand>(&command)) {
         left.push_back(std::move(submit->seq));
-      } else if (auto* puller = std::get_if<SetPullerCommand>(&command)) {
-        // A puller set as the engine stops has nothing to pull for.
       } else if (auto* release = std::get_if<ReleaseKvCommand>(&command)) {
         // Its leases go with the engine; whoever waits for the answer gets one.
         if (release->done) release->done(UnavailableError("the engine is stopping"));

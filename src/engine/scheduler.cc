@@ -135,7 +135,6 @@ bool Scheduler::StartPull(std::unique_ptr<Sequence>& owned, bool* wait) {
   local.reserve(blocks->size());
   for (BlockId b : *blocks) local.push_back(b.value());
   const uint64_t serial = next_pull_serial_++;
-  seq->pull_serial = serial;
   NoteFirstAdmission(seq);
   std::unique_ptr<KvPull> handle =
       puller_->Start(source, remote, local,

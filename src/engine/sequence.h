@@ -43,9 +43,8 @@ struct Sequence {
   // Disaggregated decode: whether the prompt's KV is still to be pulled from request.kv_source
   // (cleared once pulled, or given up on: then it is computed here).
   bool pull_wanted = false;
-  uint64_t pull_serial = 0;  // Of its pull in flight.
   bool kv_recomputed = false;  // Its source failed: the prompt is computed here.
-  Status source_error;       // Why request.kv_source cannot be used, found when it was submitted.
+  Status source_error;         // Why request.kv_source cannot be used, found when it was submitted.
 
   int num_output() const { return static_cast<int>(tokens.size()) - num_prompt; }
   int num_pending() const { return static_cast<int>(tokens.size()) - num_computed; }

@@ -51,7 +51,8 @@ std::string DefaultWorkerId() {
 }
 
 // --transfer auto: CUDA IPC for a device pool (prefill and decode workers on one node), UCX for
-// a host pool (cpu, and mock which moves nothing); across nodes, name ucx.
+// a host pool (cpu), none for the mock (it moves nothing: its pulls are simulated); across
+// nodes, name ucx.
 std::string AutoTransfer(const std::string& engine_backend) {
   const std::vector<std::string> built = transfer::AvailableBackends();
   const auto has = [&](const char* name) {

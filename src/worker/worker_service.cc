@@ -160,7 +160,7 @@ Status WorkerService::RegisterKvMemory() {
   if (options_.role == v1::WORKER_ROLE_PREFILL) return OkStatus();
   // Released leases hold the prefill workers' blocks no longer than the pull needs.
   auto releaser = std::make_shared<LeaseReleaser>();
-  kv_puller_ = transfer::CreateKvPuller(
+  engine_->SetKvPuller(transfer::CreateKvPuller(
       {.backend = kv_registration_ ? options_.transfer : nullptr,
        .local = kv_registration_.get(),
        .block_bytes = engine_->kv_layout().BlockBytes(),
@@ -173,8 +173,7 @@ Status WorkerService::RegisterKvMemory() {
        .release = [releaser](const KvSource& source, std::vector<int32_t> blocks,
                              std::function<void(const Status&)> done) {
          releaser->Release(source, std::move(blocks), std::move(done));
-       }});
-  engine_->SetKvPuller(kv_puller_);
+       }}));
   return OkStatus();
 }
 

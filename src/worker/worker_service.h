@@ -100,7 +100,6 @@ class WorkerService final : public v1::Worker::CallbackService {
   WorkerMetrics* const metrics_;
   const WorkerServiceOptions options_;
   std::unique_ptr<transfer::Registration> kv_registration_;  // Set before serving.
-  std::shared_ptr<KvPuller> kv_puller_;                      // Set before serving.
 
   mutable std::mutex mu_;
   std::condition_variable idle_cv_;

@@ -184,4 +184,16 @@ StatusOr<std::string> HttpGet(int port, const std::string& path) {
   return response.substr(body + 4);
 }
 
+bool WaitForWorkersUp(int port, size_t up, std::chrono::milliseconds timeout) {
+  return WaitFor(
+      [&] {
+        auto body = HttpGet(port, "/health");
+        if (!body.ok()) return false;
+        const nlohmann::json health = nlohmann::json::parse(*body, nullptr, false);
+        return health.is_object() &&
+               health.value("workers_up", int64_t{-1}) == static_cast<int64_t>(up);
+      },
+      timeout);
+}
+
 }  // namespace tandem::testing

@@ -94,6 +94,10 @@ class DaemonProcess {
 // GET http://127.0.0.1:port/path; the body, or an error.
 StatusOr<std::string> HttpGet(int port, const std::string& path);
 
+// Waits until a frontend's GET /health (on `port`) lists `up` workers up; true when it did.
+bool WaitForWorkersUp(int port, size_t up,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
 // Polls GET /metrics on `port` until `ready(text)` holds or `timeout` passes; true when it held.
 // `last` (may be null) receives the last text read, for the failure message.
 template <typename Predicate>

@@ -68,14 +68,7 @@ std::unique_ptr<DaemonProcess> StartFrontend(const fs::path& model,
                          std::to_string(local_prefill_tokens)});
   EXPECT_TRUE(f.ok()) << f.status();
   if (!f.ok()) return nullptr;
-  const int port = (*f)->metrics_port();
-  EXPECT_TRUE(WaitFor(
-      [&] {
-        auto h = HttpGet(port, "/health");
-        return h.ok() && Json::parse(*h)["workers_up"] == workers.size();
-      },
-      seconds(30)))
-      << (*f)->log();
+  EXPECT_TRUE(WaitForWorkersUp((*f)->metrics_port(), workers.size())) << (*f)->log();
   return std::move(f).value();
 }
 

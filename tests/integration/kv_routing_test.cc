@@ -121,14 +121,7 @@ class KvRoutingTest : public ::testing::Test {
     auto f = DaemonProcess::Start(FrontendBinary(), all);
     EXPECT_TRUE(f.ok()) << f.status();
     if (!f.ok()) return nullptr;
-    const int port = (*f)->metrics_port();
-    EXPECT_TRUE(WaitFor(
-        [&] {
-          auto h = HttpGet(port, "/health");
-          return h.ok() && Json::parse(*h)["workers_up"] == up;
-        },
-        seconds(30)))
-        << (*f)->log();
+    EXPECT_TRUE(WaitForWorkersUp((*f)->metrics_port(), up)) << (*f)->log();
     return std::move(f).value();
   }
 
